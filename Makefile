@@ -1,0 +1,46 @@
+# kdrepro: `make reproduce` regenerates results/, `make test` checks everything. Both create the environment
+# (a virtual environment in .venv) and install the default dataset when they are missing.
+
+PROFILE ?= cpu
+PAPERS ?=
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: reproduce test bench report list clean env data
+
+reproduce: env data ## run every notebook on $(PROFILE) (resumes where it stopped), then the summary
+	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) $(if $(PAPERS),--papers $(PAPERS))
+
+test: env data ## unit tests, then every notebook under nbval on the smoke profile
+	$(PYTHON) -m pytest tests
+	KDREPRO_PROFILE=smoke $(PYTHON) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+bench: env data ## training throughput and notebook wall times, written to results/bench.md
+	$(PYTHON) benchmarks/bench.py
+
+report: env ## rebuild the summary of $(PROFILE) from results/
+	$(PYTHON) -m kdrepro report --profile $(PROFILE)
+
+list: env
+	$(PYTHON) -m kdrepro list
+
+clean: ## remove caches and smoke outputs; committed results stay
+	rm -rf .cache results/smoke .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $@
+
+# Fashion-MNIST from Debian when neither it nor $KDREPRO_DATA is there; elsewhere the loader says how to get it.
+data:
+	@if [ -z "$$KDREPRO_DATA" ] && [ ! -e $(FASHION_MNIST) ] && command -v apt-get >/dev/null; then \
+		echo "installing Fashion-MNIST: $(SUDO) apt-get install dataset-fashion-mnist"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi

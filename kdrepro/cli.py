@@ -1,0 +1,110 @@
+"""`python -m kdrepro`: list the papers, run one paper's notebook, reproduce them all, build the summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from kdrepro import experiments
+from kdrepro.claims import REPRODUCED
+from kdrepro.experiment import PROFILE_VARIABLE
+from kdrepro.paths import notebooks_dir, results_dir
+from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts
+
+
+def executed_notebook(paper_id: str, profile: str) -> Path:
+    """Written last, after the paper's results: its presence marks the paper as done for `reproduce`."""
+    return results_dir() / profile / paper_id / "notebook.ipynb"
+
+
+def check_profile(paper_id: str, profile: str) -> None:
+    valid = experiments.profiles(paper_id)
+    if profile not in valid:
+        raise SystemExit(f"error: unknown profile {profile!r} for {paper_id}; choose one of {', '.join(valid)}")
+
+
+def run_paper(paper_id: str, profile: str) -> None:
+    """Execute the paper's notebook headless with papermill; keep the executed copy beside its results."""
+    import papermill
+
+    paper = experiments.paper(paper_id)
+    partial = results_dir() / profile / f".{paper_id}.ipynb.partial"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get(PROFILE_VARIABLE)
+    os.environ[PROFILE_VARIABLE] = profile  # the kernel inherits it, so nothing else can pick another profile
+    try:
+        papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir())
+    finally:
+        if previous is None:
+            del os.environ[PROFILE_VARIABLE]
+        else:
+            os.environ[PROFILE_VARIABLE] = previous
+    done = executed_notebook(paper_id, profile)
+    if not done.parent.is_dir():
+        raise RuntimeError(f"{paper.notebook} finished without publishing results to {done.parent}")
+    os.replace(partial, done)
+
+
+def reproduce(paper_ids: list[str], profile: str, force: bool) -> None:
+    started = time.perf_counter()
+    for number, paper_id in enumerate(paper_ids, start=1):
+        done = executed_notebook(paper_id, profile)
+        if done.exists() and not force:
+            print(f"[{number}/{len(paper_ids)}] {paper_id}: already done ({done}); --force reruns it", flush=True)
+            continue
+        print(f"[{number}/{len(paper_ids)}] {paper_id}: running {experiments.paper(paper_id).notebook} "
+              f"on profile {profile!r}", flush=True)
+        paper_started = time.perf_counter()
+        run_paper(paper_id, profile)
+        print(f"[{number}/{len(paper_ids)}] {paper_id}: done in {time.perf_counter() - paper_started:.0f} s",
+              flush=True)
+    summary = build_summary(profile)
+    counts = claim_counts(profile)
+    print(f"reproduce: {time.perf_counter() - started:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
+          f"claims reproduced; summary in {summary}")
+
+
+def parse_papers(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()] if text else list(experiments.PAPERS)
+    unknown = [name for name in names if name not in experiments.PAPERS]
+    if unknown:
+        raise SystemExit(f"error: unknown paper {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(experiments.PAPERS)}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kdrepro", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="papers, their notebooks and profiles")
+    run = commands.add_parser("run", help="run one paper's notebook")
+    run.add_argument("paper")
+    repro = commands.add_parser("reproduce", help="run every paper not yet done, then build the summary")
+    repro.add_argument("--papers", default="", help="comma-separated paper ids (default: all)")
+    repro.add_argument("--force", action="store_true", help="rerun papers that are already done")
+    report = commands.add_parser("report", help="rebuild the summary from results/")
+    for sub in (run, repro, report):
+        sub.add_argument("--profile", default=DEFAULT_PROFILE)
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for paper in experiments.PAPERS.values():
+            print(f"{paper.id:<12} {paper.notebook:<28} {paper.transferred}/{paper.scheme:<8} "
+                  f"profiles: {', '.join(experiments.profiles(paper.id))}")
+        return
+    if args.command == "report":
+        print(build_summary(args.profile))
+        return
+    papers = parse_papers(args.paper if args.command == "run" else args.papers)
+    for paper_id in papers:
+        check_profile(paper_id, args.profile)
+    if args.command == "run":
+        run_paper(papers[0], args.profile)
+        print(f"{papers[0]}: results in {executed_notebook(papers[0], args.profile).parent}")
+    else:
+        reproduce(papers, args.profile, args.force)

@@ -1,0 +1,125 @@
+"""The bookkeeping of one paper's run: profile, cached arms, the per-seed runs table, and publishing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from kdrepro import experiments
+from kdrepro.cache import Cache
+from kdrepro.claims import Claim, Verdict, judge_all
+from kdrepro.paths import results_dir
+from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
+
+PROFILE_VARIABLE = "KDREPRO_PROFILE"
+DEVICE_VARIABLE = "KDREPRO_DEVICE"
+
+
+def resolve_profile(paper_id: str, requested: str) -> str:
+    """The profile to run: $KDREPRO_PROFILE when set (how nbval and the CLI choose one), else `requested`."""
+    name = os.environ.get(PROFILE_VARIABLE) or requested
+    valid = experiments.profiles(paper_id)
+    if name not in valid:
+        raise ValueError(f"unknown profile {name!r} for {paper_id}; choose one of {', '.join(valid)}")
+    return name
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """$KDREPRO_DEVICE when set, else `requested`; "auto" is the GPU when there is one, else the CPU."""
+    name = os.environ.get(DEVICE_VARIABLE) or requested
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for, but PyTorch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return device
+
+
+class Experiment:
+    """Runs a paper's arms through the cache and collects one row per (arm, seed)."""
+
+    def __init__(self, paper_id: str, profile: str, device: str = "auto"):
+        self.paper = experiments.paper(paper_id)
+        self.profile = resolve_profile(paper_id, profile)
+        self.device = resolve_device(device)
+        self.protocol = experiments.module(paper_id).PROFILES[self.profile]
+        self.cache = Cache()
+        self._rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self._started = time.perf_counter()
+        print(f"{self.paper.id}: profile {self.profile!r}, seeds {list(self.protocol.seeds)}, device {self.device}")
+
+    def model(self, name: str, config: dict[str, Any], build: Callable[[], nn.Module],
+              train: Callable[[nn.Module], None]) -> nn.Module:
+        """A trained model (a teacher, say), from the cache shared by every notebook when it is there."""
+        return self.cache.model(name, config, build, train)
+
+    def run(self, arm: str, seed: int, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """One arm at one seed: its metrics, from the cache when this exact configuration has run before."""
+        result = self.cache.record(f"{self.paper.id}-{arm}-seed{seed}", {"seed": seed, **config}, compute)
+        self.record(arm, seed, result)
+        return result
+
+    def record(self, arm: str, seed: int, metrics: dict[str, Any]) -> None:
+        """Add (or replace, when a cell runs again) the row of one arm at one seed."""
+        self._rows[(arm, seed)] = {"arm": arm, "seed": seed, **metrics}
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self._rows.values()))
+
+    def judge(self, claims: list[Claim]) -> list[Verdict]:
+        return judge_all(claims, self.runs, evaluated=self.profile != "smoke")
+
+    def save(self, table: list[dict[str, object]], verdicts: list[Verdict],
+             figures: dict[str, plt.Figure], notes: str = "") -> Path:
+        """Publish the tables, claims, figures and provenance under results/<profile>/<paper>/ in one swap."""
+        target = results_dir() / self.profile / self.paper.id
+        record = provenance(self.profile, list(self.protocol.seeds), time.perf_counter() - self._started)
+
+        def write(folder: Path) -> None:
+            self.runs.to_csv(folder / "runs.csv", index=False)
+            pd.DataFrame(table).to_csv(folder / "table.csv", index=False)
+            atomic_write_text(folder / "claims.json", json.dumps([v.as_dict() for v in verdicts], indent=1))
+            atomic_write_text(folder / "provenance.json", json.dumps(record, indent=1))
+            (folder / "figures").mkdir()
+            for name, figure in figures.items():
+                figure.savefig(folder / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
+            atomic_write_text(folder / "README.md", self._readme(table, verdicts, figures, notes, record))
+
+        publish_directory(target, write)
+        print(f"results written to {target}")
+        return target
+
+    def _readme(self, table, verdicts, figures, notes, record) -> str:
+        lines = [f"# {self.paper.title}", "",
+                 f"Profile `{self.profile}`, seeds {record['seeds']}, {record['wall_seconds']} s on "
+                 f"{record['device']}; commit `{record['git_commit'][:10] or 'unknown'}`"
+                 f"{' (dirty)' if record['git_dirty'] else ''}.", "", "## Results", "", markdown_table(table),
+                 "## Claims", "", markdown_table(verdict_rows(verdicts))]
+        lines += [f"![{name}](figures/{name}.png)\n" for name in figures]
+        if notes:
+            lines += ["## Departures from the paper", "", notes.strip(), ""]
+        return "\n".join(lines)
+
+
+def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
+    """Claims as table rows: the statement, both arms' means, the gain, the p-value and the verdict."""
+    return [{"claim": v.statement, "metric": v.metric, "better arm": f"{v.better} {v.better_mean:.4g}",
+             "compared with": f"{v.worse} {v.worse_mean:.4g}", "gain": f"{v.mean_gain:+.4g}",
+             "p (paired t, one-sided)": f"{v.p_value:.3g}", "seeds": v.seeds, "verdict": f"**{v.verdict}**"}
+            for v in verdicts]
+
+
+def mean_std(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
+    """'mean ± std' over seeds (sample std; just the value for one seed)."""
+    if len(values) == 1:
+        return f"{values.iloc[0] * scale:.{digits}f}"
+    return f"{values.mean() * scale:.{digits}f} ± {values.std() * scale:.{digits}f}"

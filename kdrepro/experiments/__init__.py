@@ -1,0 +1,37 @@
+"""One module per paper: its profiles, its arms, the paper's numbers and its claims."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Paper:
+    id: str
+    title: str
+    notebook: str
+    transferred: str   # response / feature / relation / sequence
+    scheme: str        # offline / online / self
+
+
+PAPERS = {
+    "hinton_kd": Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
+                       "01_hinton_kd.ipynb", transferred="response", scheme="offline"),
+}
+
+
+def paper(paper_id: str) -> Paper:
+    if paper_id not in PAPERS:
+        raise ValueError(f"unknown paper {paper_id!r}; choose one of {', '.join(PAPERS)}")
+    return PAPERS[paper_id]
+
+
+def module(paper_id: str) -> ModuleType:
+    """The experiment module of a paper; it defines PROFILES (name -> protocol) and CLAIMS."""
+    return importlib.import_module(f"kdrepro.experiments.{paper(paper_id).id}")
+
+
+def profiles(paper_id: str) -> list[str]:
+    return list(module(paper_id).PROFILES)

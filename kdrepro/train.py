@@ -1,0 +1,204 @@
+"""The one training loop. Every method is an `Objective` plugged into `fit`; no method forks the loop.
+
+A multi-stage method (FitNets: hints, then KD) is two calls to `fit` with two objectives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdrepro.augment import random_crop, random_flip
+from kdrepro.data import Batch, Split, batches
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The loss became NaN or infinite; the run stops before the bad step changes any weight."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is optimised: everything that, with the seed and the data, determines the trained weights."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"            # "sgd" (with momentum) or "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"          # "cosine", "constant", or "step" (x gamma at each milestone epoch)
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    max_norm: float | None = None     # cap on the L2 norm of each unit's incoming weights (Srivastava et al. 2014)
+    clip_grad_norm: float | None = None  # cap on the gradient's global L2 norm, applied before each step
+    crop_padding: int = 0             # random translation by up to this many pixels
+    flip: bool = False                # random horizontal mirror
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs={self.epochs} must be at least 1")
+        if self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size} must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr={self.lr} must be positive and finite")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum={self.momentum} must be in [0, 1)")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay={self.weight_decay} must be non-negative")
+        if self.optimizer not in ("sgd", "adam"):
+            problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
+        if self.schedule not in ("cosine", "constant", "step"):
+            problems.append(f"schedule={self.schedule!r} must be 'cosine', 'constant' or 'step'")
+        if any(not 0 < m < self.epochs for m in self.milestones):
+            problems.append(f"milestones={self.milestones} must lie strictly inside 0..{self.epochs} epochs")
+        if self.max_norm is not None and not self.max_norm > 0:
+            problems.append(f"max_norm={self.max_norm} must be positive")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            problems.append(f"clip_grad_norm={self.clip_grad_norm} must be positive")
+        if self.crop_padding < 0:
+            problems.append(f"crop_padding={self.crop_padding} must be non-negative")
+        if problems:
+            raise ValueError("impossible recipe: " + "; ".join(problems))
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_padding > 0 or self.flip
+
+    def lr_factor(self, epoch: float) -> float:
+        """Multiplier of the base learning rate at a (fractional) epoch."""
+        if self.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
+        if self.schedule == "step":
+            return self.gamma ** sum(epoch >= m for m in self.milestones)
+        return 1.0
+
+
+class Objective:
+    """What a model minimises on a batch.
+
+    `parameters()` lists trainable parameters the objective owns (e.g. a FitNets regressor); a teacher is never
+    among them. `fixed_inputs` says the objective holds per-example targets computed from un-augmented inputs,
+    so `fit` refuses to combine it with augmentation.
+    """
+
+    fixed_inputs = False
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    def parameters(self) -> list[nn.Parameter]:
+        return []
+
+
+class CrossEntropy(Objective):
+    """Training on hard labels alone: H(y, softmax(z))."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        return F.cross_entropy(model(batch.x), batch.y)
+
+
+@dataclass
+class History:
+    """Per-epoch training loss (mean over the epoch's batches), validation accuracy, and seconds."""
+
+    loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *, seed: int,
+        val: Split | None = None, name: str = "", progress_seconds: float | None = 10.0,
+        log: Callable[[str], None] = print) -> History:
+    """Train `model` on `objective` over `train`; the same `seed` gives the same weights on the same machine.
+
+    Progress is one line at most every `progress_seconds` (None: silent), plus a closing line.
+    """
+    if objective.fixed_inputs and recipe.augments:
+        raise ValueError(f"{name or 'this run'}: the objective holds targets computed from un-augmented inputs, "
+                         "so it cannot be trained with augmentation; pass the teacher module instead")
+    torch.manual_seed(seed)  # dropout masks
+    order = torch.Generator().manual_seed(seed)
+    augmentation = torch.Generator().manual_seed(seed + 1)
+    params = list(model.parameters()) + list(objective.parameters())
+    optimizer = _optimizer(params, recipe)
+    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
+    history, started, last_report = History(), time.perf_counter(), time.perf_counter()
+    model.train()
+    for epoch in range(recipe.epochs):
+        total = torch.zeros(())
+        for step, batch in enumerate(batches(train, recipe.batch_size, order)):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * recipe.lr_factor(epoch + step / steps_per_epoch)
+            if recipe.augments:
+                batch = batch._replace(x=_augment(batch.x, recipe, augmentation))
+            loss = objective.loss(model, batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{name or 'training'}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
+                    f"before updating the weights. Lower the learning rate (lr={recipe.lr}) or check the inputs.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(params, recipe.clip_grad_norm)
+            optimizer.step()
+            if recipe.max_norm is not None:
+                _apply_max_norm(model, recipe.max_norm)
+            total += loss.detach()
+        history.loss.append(total.item() / steps_per_epoch)
+        if val is not None:
+            history.val_accuracy.append(evaluate(model, val)["accuracy"])
+            model.train()
+        now = time.perf_counter()
+        if progress_seconds is not None and (now - last_report >= progress_seconds or epoch + 1 == recipe.epochs):
+            val_text = f"  val acc {history.val_accuracy[-1]:.2%}" if val is not None else ""
+            log(f"[{name}] epoch {epoch + 1}/{recipe.epochs}  loss {history.loss[-1]:.4f}{val_text}  "
+                f"{now - started:.1f}s")
+            last_report = now
+    history.seconds = time.perf_counter() - started
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
+    """The model's logits for every row of x, in evaluation mode (no dropout)."""
+    was_training = model.training
+    model.eval()
+    logits = torch.cat([model(x[i: i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return logits
+
+
+def evaluate(model: nn.Module, split: Split) -> dict[str, float]:
+    """Accuracy, error and the count of errors on a split."""
+    return classification_metrics(predict_logits(model, split.x), split.y)
+
+
+def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    errors = int((logits.argmax(dim=1) != labels).sum())
+    return {"accuracy": 1 - errors / len(labels), "error": errors / len(labels), "errors": errors}
+
+
+def _optimizer(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def _augment(x: Tensor, recipe: Recipe, generator: torch.Generator) -> Tensor:
+    x = random_crop(x, recipe.crop_padding, generator)
+    return random_flip(x, generator) if recipe.flip else x
+
+
+@torch.no_grad()
+def _apply_max_norm(model: nn.Module, max_norm: float) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.copy_(torch.renorm(module.weight, p=2, dim=0, maxnorm=max_norm))

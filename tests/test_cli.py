@@ -1,0 +1,66 @@
+import pytest
+
+from kdrepro import cli
+
+
+def test_list_names_every_paper_and_its_profiles(capsys):
+    cli.main(["list"])
+    out = capsys.readouterr().out
+    assert "hinton_kd" in out and "01_hinton_kd.ipynb" in out and "smoke, cpu, paper" in out
+
+
+def test_an_unknown_paper_lists_the_valid_ones():
+    with pytest.raises(SystemExit, match="unknown paper 'hinton'; choose from hinton_kd"):
+        cli.main(["run", "hinton"])
+
+
+def test_an_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(SystemExit, match="unknown profile 'gpu' for hinton_kd; choose one of smoke, cpu, paper"):
+        cli.main(["reproduce", "--profile", "gpu"])
+
+
+def fake_papermill(monkeypatch, calls, fail=False):
+    import papermill
+
+    def execute_notebook(source, output, parameters, **kwargs):
+        calls.append(parameters["profile"])
+        output.write_text("{}")
+        (output.parent / "hinton_kd").mkdir(exist_ok=True)  # what the notebook's Experiment.save publishes
+        if fail:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+
+
+def test_reproduce_skips_papers_already_done_and_resumes_after_an_interruption(isolated, monkeypatch, capsys):
+    calls = []
+    fake_papermill(monkeypatch, calls, fail=True)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["reproduce", "--profile", "smoke"])
+    assert not cli.executed_notebook("hinton_kd", "smoke").exists()  # no half-written marker
+
+    fake_papermill(monkeypatch, calls)
+    cli.main(["reproduce", "--profile", "smoke"])
+    assert cli.executed_notebook("hinton_kd", "smoke").exists()
+    cli.main(["reproduce", "--profile", "smoke"])
+    assert calls == ["smoke", "smoke"]
+    out = capsys.readouterr().out
+    assert "already done" in out and "claims reproduced; summary in" in out
+    cli.main(["reproduce", "--profile", "smoke", "--force"])
+    assert len(calls) == 3
+
+
+def test_a_notebook_that_publishes_nothing_is_an_error(isolated, monkeypatch):
+    import papermill
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: output.write_text("{}"))
+    with pytest.raises(RuntimeError, match="without publishing results"):
+        cli.main(["run", "hinton_kd", "--profile", "smoke"])
+    assert not cli.executed_notebook("hinton_kd", "smoke").exists()
+
+
+def test_the_profile_variable_is_restored_after_a_run(isolated, monkeypatch):
+    calls = []
+    fake_papermill(monkeypatch, calls)
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    cli.main(["run", "hinton_kd", "--profile", "smoke"])
+    import os
+    assert calls == ["smoke"] and "KDREPRO_PROFILE" not in os.environ

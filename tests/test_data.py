@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+from conftest import write_cifar, write_idx, write_mnist_format
+
+from kdrepro.data import DatasetNotFoundError, batches, load_data, load_raw, read_idx
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_reader_returns_the_written_array(tmp_path, gz):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a-idx3-ubyte", array, gz)
+    path = tmp_path / ("a-idx3-ubyte.gz" if gz else "a-idx3-ubyte")
+    np.testing.assert_array_equal(read_idx(path), array)
+
+
+def test_idx_reader_rejects_other_files(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(ValueError, match="not an unsigned-byte IDX file"):
+        read_idx(tmp_path / "bad")
+
+
+def test_idx_reader_rejects_a_truncated_file(tmp_path):
+    write_idx(tmp_path / "t", np.zeros((10, 5), dtype=np.uint8))
+    (tmp_path / "t").write_bytes((tmp_path / "t").read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(tmp_path / "t")
+
+
+@pytest.mark.parametrize("folder", ["fashion-mnist", "FashionMNIST/raw"])
+def test_fashion_mnist_is_read_from_kdrepro_data(data_dir, folder):
+    write_mnist_format(data_dir / folder, n_train=50, n_test=20, gz=True)
+    raw = load_raw("fashion_mnist")
+    assert raw.x_train.shape == (50, 1, 28, 28) and raw.x_train.dtype == torch.uint8
+    assert raw.y_test.tolist() == [i % 10 for i in range(20)]
+    assert raw.classes[3] == "Dress"
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(data_dir):
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_raw("fashion_mnist")
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="fashion_mnist, mnist, cifar10, cifar100, digits"):
+        load_raw("imagenet")
+
+
+def test_mnist_download_path_uses_files_already_in_torchvision_layout(data_dir):
+    # torchvision's MNIST(download=True) skips the download when its raw files exist: the real code path, offline
+    write_mnist_format(data_dir / "MNIST" / "raw", n_train=30, n_test=10)
+    raw = load_raw("mnist", download=True)
+    assert raw.x_train.shape == (30, 1, 28, 28) and len(raw.y_test) == 10
+
+
+@pytest.mark.parametrize("classes, folder", [(10, "cifar-10-batches-py"), (100, "cifar-100-python")])
+def test_cifar_reader_reads_the_pickle_layout(data_dir, classes, folder):
+    write_cifar(data_dir / folder, classes, n_per_batch=20)
+    raw = load_raw(f"cifar{classes}")
+    assert raw.x_train.shape == (100, 3, 32, 32) and raw.x_test.shape == (20, 3, 32, 32)
+    assert len(raw.classes) == classes
+    assert raw.y_train.tolist()[:12] == [i % classes for i in range(12)]
+
+
+def test_cifar_channels_are_read_red_then_green_then_blue(data_dir):
+    write_cifar(data_dir / "cifar-10-batches-py", 10, n_per_batch=2)
+    import pickle
+    with open(data_dir / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        row = pickle.load(f)[b"data"][0]
+    raw = load_raw("cifar10")
+    assert raw.x_train[0, 0, 0, :5].tolist() == row[:5].tolist()          # red plane first
+    assert raw.x_train[0, 1, 0, :5].tolist() == row[1024:1029].tolist()   # then green
+
+
+def test_missing_cifar_says_how_to_get_it(data_dir):
+    with pytest.raises(DatasetNotFoundError, match="download=True"):
+        load_raw("cifar100")
+
+
+def test_splits_are_disjoint_sized_and_normalised_by_the_training_split(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
+    data = load_data("fashion_mnist", train_size=60, val_size=20, seed=3)
+    assert (len(data.train), len(data.val), len(data.test)) == (60, 20, 30)
+    assert data.train.x.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert data.train.x.std().item() == pytest.approx(1.0, abs=1e-3)
+    same_image = (data.train.x.flatten(1)[:, None] == data.val.x.flatten(1)[None]).all(dim=-1)
+    assert not same_image.any()
+
+
+def test_same_seed_gives_the_same_split_and_another_seed_another(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=10)
+    a, b, c = (load_data("fashion_mnist", val_size=20, seed=s) for s in (0, 0, 1))
+    assert torch.equal(a.val.y, b.val.y) and torch.equal(a.val.x, b.val.x)
+    assert not torch.equal(a.val.x, c.val.x)
+
+
+@pytest.mark.parametrize("train_size, val_size", [(0, 10), (95, 10), (10, 100), (10, -1)])
+def test_impossible_split_sizes_are_rejected(data_dir, train_size, val_size):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=10)
+    with pytest.raises(ValueError):
+        load_data("fashion_mnist", train_size=train_size, val_size=val_size)
+
+
+def test_batches_cover_every_row_once_in_a_seeded_order():
+    from kdrepro.data import Split
+    split = Split(torch.arange(10.0)[:, None], torch.arange(10))
+    first = list(batches(split, 4, torch.Generator().manual_seed(0)))
+    again = list(batches(split, 4, torch.Generator().manual_seed(0)))
+    assert [len(b.y) for b in first] == [4, 4, 2]
+    assert sorted(torch.cat([b.index for b in first]).tolist()) == list(range(10))
+    assert all(torch.equal(b.x[:, 0].long(), b.index) for b in first)  # index points at the rows it carries
+    assert all(torch.equal(x.index, y.index) for x, y in zip(first, again))
+
+
+def test_digits_need_no_download(data_dir):
+    pytest.importorskip("sklearn")
+    raw = load_raw("digits")
+    assert raw.x_train.shape[1:] == (1, 8, 8) and len(raw.y_train) + len(raw.y_test) == 1797
