@@ -22,12 +22,17 @@ from torch import nn
 from kdrepro.paths import REPO_ROOT, cache_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text
 
+# Modules that only present or locate results: editing them cannot change a trained model or a metric.
+PRESENTATION_MODULES = {"cli.py", "report.py", "display.py", "results.py", "paths.py", "__main__.py"}
+
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """sha256 over the package's Python sources, in path order, read once per process: the code that runs."""
+    """sha256 over the package's Python sources that compute results, read once per process: the code that runs."""
     digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "kdrepro").rglob("*.py")):
+    package = REPO_ROOT / "kdrepro"
+    sources = [p for p in package.rglob("*.py") if p.relative_to(package).as_posix() not in PRESENTATION_MODULES]
+    for path in sorted(sources):
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

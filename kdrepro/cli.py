@@ -31,7 +31,7 @@ def run_paper(paper_id: str, profile: str) -> None:
     import papermill
 
     paper = experiments.paper(paper_id)
-    partial = results_dir() / profile / f".{paper_id}.ipynb.partial"
+    partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
     partial.parent.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get(PROFILE_VARIABLE)
     os.environ[PROFILE_VARIABLE] = profile  # the kernel inherits it, so nothing else can pick another profile

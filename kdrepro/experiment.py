@@ -63,7 +63,9 @@ class Experiment:
 
     def run(self, arm: str, seed: int, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """One arm at one seed: its metrics, from the cache when this exact configuration has run before."""
-        result = self.cache.record(f"{self.paper.id}-{arm}-seed{seed}", {"seed": seed, **config}, compute)
+        # keyed by configuration, not by arm name: two arms with one configuration (the main KD arm and the
+        # sweep's point at the same T) train once
+        result = self.cache.record(f"{self.paper.id}-seed{seed}", {"seed": seed, **config}, compute)
         self.record(arm, seed, result)
         return result
 

@@ -75,3 +75,22 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     cache.model("teacher", {"k": 1}, build, counting_trainer([]))
     cache.record("run", {"a": 1}, lambda: {"x": 1})
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+def test_the_key_changes_with_computing_code_but_not_with_presentation_code(tmp_path, monkeypatch):
+    from kdrepro import cache
+    (tmp_path / "kdrepro").mkdir()
+    (tmp_path / "kdrepro" / "train.py").write_text("lr = 0.1")
+    (tmp_path / "kdrepro" / "report.py").write_text("title = 'a'")
+    monkeypatch.setattr(cache, "REPO_ROOT", tmp_path)
+
+    def digest() -> str:
+        cache.code_fingerprint.cache_clear()
+        return cache.key_digest({"seed": 0})
+
+    first = digest()
+    (tmp_path / "kdrepro" / "report.py").write_text("title = 'b'")
+    assert digest() == first
+    (tmp_path / "kdrepro" / "train.py").write_text("lr = 0.2")
+    assert digest() != first
+    cache.code_fingerprint.cache_clear()

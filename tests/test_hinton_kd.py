@@ -10,6 +10,7 @@ from conftest import write_mnist_format
 from kdrepro.experiment import Experiment, resolve_profile
 from kdrepro.experiments import hinton_kd
 from kdrepro.report import build_summary
+from kdrepro.train import Recipe
 
 
 @pytest.fixture
@@ -119,3 +120,10 @@ def test_device_resolution(monkeypatch):
         monkeypatch.delenv("KDREPRO_DEVICE")
         with pytest.raises(ValueError, match="sees no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_same_steps_gives_a_small_transfer_set_the_full_sets_number_of_steps():
+    recipe = Recipe(epochs=40, batch_size=128)
+    assert hinton_kd.same_steps(recipe, 5000, 5000).epochs == 40        # 40 batches an epoch
+    assert hinton_kd.same_steps(recipe, 5000, 150).epochs == 800        # 2 batches an epoch: 1,600 steps
+    assert hinton_kd.same_steps(recipe, 5000, 4500).epochs == 44        # 36 batches: 1,584 steps, the nearest

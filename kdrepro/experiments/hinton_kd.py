@@ -6,6 +6,7 @@ Response-based, offline: a regularised teacher's softened outputs train an unreg
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, replace
 
 import matplotlib.pyplot as plt
@@ -121,8 +122,7 @@ class HintonKD:
         p = self.protocol
         hidden = p.small_hidden if small else p.student_hidden
         rows = torch.arange(len(self.data.train)) if transfer is None else transfer
-        # the same number of optimisation steps whatever the transfer set's size
-        recipe = replace(p.student_recipe, epochs=round(p.student_recipe.epochs * len(self.data.train) / len(rows)))
+        recipe = same_steps(p.student_recipe, len(self.data.train), len(rows))
         config = {"data": self.data_key, "hidden": hidden, "recipe": asdict(recipe), "temperature": temperature,
                   "hard_weight": p.hard_weight, "transfer": _rows_digest(rows), "seed": seed,
                   "teacher": self._teacher_config(seed) if temperature else None}
@@ -186,6 +186,13 @@ class HintonKD:
         best = float(shifts[min(range(len(shifts)), key=errors.__getitem__)])
         corrected = self._metrics(_shift(test_logits, c, best))
         return {"bias_shift": round(best, 1), **{f"corrected_{k}": v for k, v in corrected.items()}}
+
+
+def same_steps(recipe: Recipe, full_size: int, transfer_size: int) -> Recipe:
+    """The recipe with as many epochs as it takes a `transfer_size` set to get the optimisation steps that
+    `recipe` gives a `full_size` set: every arm of a comparison gets the same budget."""
+    steps = recipe.epochs * math.ceil(full_size / recipe.batch_size)
+    return replace(recipe, epochs=max(1, round(steps / math.ceil(transfer_size / recipe.batch_size))))
 
 
 def _shift(logits: Tensor, column: int, amount: float) -> Tensor:
@@ -260,14 +267,16 @@ def plot_temperature_sweep(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure
 
 
 def plot_arms(runs: pd.DataFrame, groups: dict[str, list[str]], metric: str, ylabel: str) -> plt.Figure:
-    """Bars of the seed mean for each arm, one panel per group, every seed drawn as a dot."""
+    """Each arm's seed mean ± std, every seed drawn as a dot; one panel per group."""
     figure, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.6), squeeze=False)
     for ax, (title, arms) in zip(axes[0], groups.items()):
         for i, arm in enumerate(arms):
             values = runs[runs["arm"] == arm][metric] * 100
-            ax.bar(i, values.mean(), color=f"C{i}", alpha=0.6)
-            ax.plot([i] * len(values), values, "k.", ms=6)
+            ax.errorbar(i, values.mean(), yerr=values.std() if len(values) > 1 else 0, fmt="o", ms=9, capsize=4,
+                        color=f"C{i}")
+            ax.plot([i + 0.12] * len(values), values, "k.", ms=5)
         ax.set_xticks(range(len(arms)), arms, rotation=20)
+        ax.set_xlim(-0.5, len(arms) - 0.5)
         ax.set(title=title, ylabel=ylabel)
     figure.tight_layout()
     return figure
