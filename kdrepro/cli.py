@@ -39,6 +39,9 @@ def run_paper(paper_id: str, profile: str) -> None:
         papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
                                    kernel_name="python3", progress_bar=False, log_output=False,
                                    stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir())
+    except papermill.PapermillExecutionError as error:
+        raise SystemExit(f"error: {paper.notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                         f"the executed notebook, error included, is {partial}") from None
     finally:
         if previous is None:
             del os.environ[PROFILE_VARIABLE]

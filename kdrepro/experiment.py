@@ -65,7 +65,8 @@ class Experiment:
         """One arm at one seed: its metrics, from the cache when this exact configuration has run before."""
         # keyed by configuration, not by arm name: two arms with one configuration (the main KD arm and the
         # sweep's point at the same T) train once
-        result = self.cache.record(f"{self.paper.id}-seed{seed}", {"seed": seed, **config}, compute)
+        key = {"seed": seed, "device": self.device.type, **config}  # GPU and CPU numbers differ in the last digits
+        result = self.cache.record(f"{self.paper.id}-seed{seed}", key, compute)
         self.record(arm, seed, result)
         return result
 

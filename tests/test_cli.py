@@ -64,3 +64,30 @@ def test_the_profile_variable_is_restored_after_a_run(isolated, monkeypatch):
     cli.main(["run", "hinton_kd", "--profile", "smoke"])
     import os
     assert calls == ["smoke"] and "KDREPRO_PROFILE" not in os.environ
+
+
+def test_a_failing_notebook_names_the_error_and_keeps_the_executed_copy(isolated, monkeypatch):
+    import papermill
+
+    def execute_notebook(source, output, **kwargs):
+        output.write_text("{}")
+        raise papermill.PapermillExecutionError(3, 3, "load()", "DatasetNotFoundError",
+                                                "Fashion-MNIST not found; apt-get install dataset-fashion-mnist", [])
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    with pytest.raises(SystemExit, match="failed in cell 3: DatasetNotFoundError: Fashion-MNIST not found") as error:
+        cli.main(["reproduce", "--profile", "smoke"])
+    kept = str(error.value).rsplit(" ", 1)[-1]
+    assert kept == str(isolated / "results" / "smoke" / ".hinton_kd.partial.ipynb")
+    assert (isolated / "results" / "smoke" / ".hinton_kd.partial.ipynb").exists()
+    assert not cli.executed_notebook("hinton_kd", "smoke").exists()
+
+
+def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isolated, monkeypatch):
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    cli.main(["run", "hinton_kd", "--profile", "smoke"])
+    folder = isolated / "results" / "smoke" / "hinton_kd"
+    import json
+    executed = json.loads((folder / "notebook.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
+    assert {"README.md", "claims.json", "provenance.json", "table.csv", "runs.csv"} <= {p.name for p in folder.iterdir()}
+    assert all(v["verdict"] == "not evaluated" for v in json.loads((folder / "claims.json").read_text()))

@@ -116,16 +116,17 @@ class HintonKD:
         return self.exp.run("teacher", seed, self._teacher_config(seed), compute)
 
     def student_arm(self, arm: str, seed: int, *, small: bool = False, temperature: float | None = None,
-                    transfer: Tensor | None = None) -> dict:
+                    transfer: Tensor | None = None, bias_correction: bool = False) -> dict:
         """A student trained on hard labels (temperature None) or distilled at `temperature`, on the transfer
-        set `transfer` (rows of the training split; default all). Every student gets the same number of steps."""
+        set `transfer` (rows of the training split; default all). Every student gets the same number of steps.
+        With `bias_correction`, the metrics after raising the omitted class's bias are added."""
         p = self.protocol
         hidden = p.small_hidden if small else p.student_hidden
         rows = torch.arange(len(self.data.train)) if transfer is None else transfer
         recipe = same_steps(p.student_recipe, len(self.data.train), len(rows))
         config = {"data": self.data_key, "hidden": hidden, "recipe": asdict(recipe), "temperature": temperature,
                   "hard_weight": p.hard_weight, "transfer": _rows_digest(rows), "seed": seed,
-                  "teacher": self._teacher_config(seed) if temperature else None}
+                  "teacher": self._teacher_config(seed) if temperature else None, "bias_correction": bias_correction}
 
         def compute():
             torch.manual_seed(seed)
@@ -137,7 +138,7 @@ class HintonKD:
             fit(model, objective, self.data.train.subset(rows), recipe, seed=seed, name=f"{arm} seed {seed}")
             result = {**self._metrics(predict_logits(model, self.data.test.x)), "parameters": count_parameters(model),
                       "val_error": evaluate(model, self.data.val)["error"]}
-            if transfer is not None:
+            if bias_correction:
                 result.update(self._bias_corrected(model))
             return result
 
@@ -148,7 +149,8 @@ class HintonKD:
         p = self.protocol
         transfer = (self.data.train.y != p.omitted_class).nonzero(as_tuple=True)[0]
         self.student_arm("scratch_omit", seed, transfer=transfer)
-        distilled = self.student_arm("kd_omit", seed, transfer=transfer, temperature=p.temperature)
+        distilled = self.student_arm("kd_omit", seed, transfer=transfer, temperature=p.temperature,
+                                     bias_correction=True)
         self.exp.record("kd_omit_bias", seed, {k.removeprefix("corrected_"): v for k, v in distilled.items()
                                                 if k.startswith("corrected_") or k == "bias_shift"})
 
