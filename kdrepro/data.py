@@ -22,6 +22,9 @@ from torch import Tensor
 from kdrepro.paths import REPO_ROOT
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DOWNLOAD_VARIABLE = "KDREPRO_DOWNLOAD"
+DOWNLOAD_HINT = ("set KDREPRO_DOWNLOAD=1 (or pass download=True) to let torchvision download it on a machine with "
+                 "internet; the `paper` profiles do")
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -155,27 +158,29 @@ def _missing(name: str, searched: list[Path], how: str) -> DatasetNotFoundError:
 def _fashion_mnist(download: bool) -> RawData:
     root = data_root()
     searched = [root / "fashion-mnist", root / "FashionMNIST" / "raw", root, DEBIAN_FASHION_MNIST]
-    if download:
-        import torchvision
-        torchvision.datasets.FashionMNIST(root, train=True, download=True)
     raw = _read_mnist_format("fashion_mnist", searched, FASHION_MNIST_CLASSES)
+    if raw is None and download:
+        import torchvision
+        torchvision.datasets.FashionMNIST(root, train=True, download=True)  # fetches the test files too
+        raw = _read_mnist_format("fashion_mnist", searched, FASHION_MNIST_CLASSES)
     if raw is None:
         raise _missing("Fashion-MNIST", searched,
                        "Install Debian's package (sudo apt-get install dataset-fashion-mnist), put the four IDX "
-                       "files in $KDREPRO_DATA/fashion-mnist, or pass download=True on a machine with internet.")
+                       f"files in $KDREPRO_DATA/fashion-mnist, or {DOWNLOAD_HINT}.")
     return raw
 
 
 def _mnist(download: bool) -> RawData:
     root = data_root()
     searched = [root / "mnist", root / "MNIST" / "raw", root]
-    if download:
+    digits = tuple(str(d) for d in range(10))
+    raw = _read_mnist_format("mnist", searched, digits)
+    if raw is None and download:
         import torchvision
         torchvision.datasets.MNIST(root, train=True, download=True)
-    raw = _read_mnist_format("mnist", searched, tuple(str(d) for d in range(10)))
+        raw = _read_mnist_format("mnist", searched, digits)
     if raw is None:
-        raise _missing("MNIST", searched, "Pass download=True (profile 'paper' does) on a machine with internet, "
-                                          "or put the four IDX files in $KDREPRO_DATA/mnist.")
+        raise _missing("MNIST", searched, f"Put the four IDX files in $KDREPRO_DATA/mnist, or {DOWNLOAD_HINT}.")
     return raw
 
 
@@ -184,8 +189,6 @@ def _cifar(download: bool, classes_100: bool) -> RawData:
     root = data_root()
     folder, dataset = (("cifar-100-python", torchvision.datasets.CIFAR100) if classes_100
                        else ("cifar-10-batches-py", torchvision.datasets.CIFAR10))
-    if download:
-        dataset(root, train=True, download=True)
     directory = root / folder
     if classes_100:
         train_files, test_files, label_key, meta = ["train"], ["test"], b"fine_labels", ("meta", b"fine_label_names")
@@ -193,10 +196,11 @@ def _cifar(download: bool, classes_100: bool) -> RawData:
         train_files = [f"data_batch_{i}" for i in range(1, 6)]
         test_files, label_key, meta = ["test_batch"], b"labels", ("batches.meta", b"label_names")
     paths = [directory / f for f in train_files + test_files + [meta[0]]]
+    if not all(p.is_file() for p in paths) and download:
+        dataset(root, train=True, download=True)  # the archive holds the test batch too
     if not all(p.is_file() for p in paths):
         name = "CIFAR-100" if classes_100 else "CIFAR-10"
-        raise _missing(name, [directory], "Pass download=True (profile 'paper' does) on a machine with internet, "
-                                          f"or unpack the python version of {name} into {directory}.")
+        raise _missing(name, [directory], f"Unpack the python version of {name} into {directory}, or {DOWNLOAD_HINT}.")
     x_train, y_train = read_cifar_batches(paths[:len(train_files)], label_key)
     x_test, y_test = read_cifar_batches(paths[len(train_files):-1], label_key)
     with open(paths[-1], "rb") as f:
@@ -227,8 +231,11 @@ LOADERS = {
 
 
 def load_raw(name: str, download: bool = False) -> RawData:
+    """A dataset from disk; downloaded first through torchvision when it is missing and `download` or
+    $KDREPRO_DOWNLOAD=1 allows it."""
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}")
+    download = download or os.environ.get(DOWNLOAD_VARIABLE) == "1"
     return _load_raw_cached(name, download, str(data_root()))
 
 

@@ -89,5 +89,6 @@ def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isol
     import json
     executed = json.loads((folder / "notebook.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
-    assert {"README.md", "claims.json", "provenance.json", "table.csv", "runs.csv"} <= {p.name for p in folder.iterdir()}
+    published = {p.name for p in folder.iterdir()}
+    assert {"README.md", "claims.json", "provenance.json", "table.csv", "runs.csv"} <= published
     assert all(v["verdict"] == "not evaluated" for v in json.loads((folder / "claims.json").read_text()))

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -46,11 +48,40 @@ def test_unknown_dataset_lists_the_known_ones():
         load_raw("imagenet")
 
 
-def test_mnist_download_path_uses_files_already_in_torchvision_layout(data_dir):
-    # torchvision's MNIST(download=True) skips the download when its raw files exist: the real code path, offline
-    write_mnist_format(data_dir / "MNIST" / "raw", n_train=30, n_test=10)
+def fake_torchvision_download(monkeypatch, dataset: str, write) -> list:
+    """Replace a torchvision downloader by one that writes the files it would fetch; record its calls."""
+    import torchvision
+    calls = []
+
+    def downloader(root, train, download):
+        calls.append(download)
+        write(Path(root))
+    monkeypatch.setattr(torchvision.datasets, dataset, downloader)
+    return calls
+
+
+def test_mnist_is_downloaded_through_torchvision_when_missing_and_asked_for(data_dir, monkeypatch):
+    calls = fake_torchvision_download(monkeypatch, "MNIST",
+                                      lambda root: write_mnist_format(root / "MNIST" / "raw", n_train=30, n_test=10))
     raw = load_raw("mnist", download=True)
-    assert raw.x_train.shape == (30, 1, 28, 28) and len(raw.y_test) == 10
+    assert calls == [True] and raw.x_train.shape == (30, 1, 28, 28) and len(raw.y_test) == 10
+    load_raw("mnist", download=True)
+    assert calls == [True]  # in memory now
+
+
+def test_files_on_disk_are_used_without_downloading(data_dir, monkeypatch):
+    calls = fake_torchvision_download(monkeypatch, "FashionMNIST", lambda root: None)
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10)
+    assert len(load_raw("fashion_mnist", download=True).y_train) == 20 and calls == []
+
+
+def test_kdrepro_download_variable_allows_the_download(data_dir, monkeypatch):
+    calls = fake_torchvision_download(monkeypatch, "CIFAR10",
+                                      lambda root: write_cifar(root / "cifar-10-batches-py", 10, n_per_batch=4))
+    with pytest.raises(DatasetNotFoundError, match="KDREPRO_DOWNLOAD=1"):
+        load_raw("cifar10")
+    monkeypatch.setenv("KDREPRO_DOWNLOAD", "1")
+    assert load_raw("cifar10").x_train.shape == (20, 3, 32, 32) and calls == [True]
 
 
 @pytest.mark.parametrize("classes, folder", [(10, "cifar-10-batches-py"), (100, "cifar-100-python")])
@@ -73,7 +104,7 @@ def test_cifar_channels_are_read_red_then_green_then_blue(data_dir):
 
 
 def test_missing_cifar_says_how_to_get_it(data_dir):
-    with pytest.raises(DatasetNotFoundError, match="download=True"):
+    with pytest.raises(DatasetNotFoundError, match="Unpack the python version of CIFAR-100 into .*KDREPRO_DOWNLOAD=1"):
         load_raw("cifar100")
 
 
