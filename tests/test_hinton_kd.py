@@ -55,7 +55,8 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert (hard["omitted_error"] == 1.0).all()  # labels without the class can never teach it
     table = hinton_kd.results_table(runs, exp.protocol, "3")
     claims = [c for c in hinton_kd.CLAIMS if c.better in set(runs["arm"]) and c.worse in set(runs["arm"])]
-    figures = {"temperature_sweep": hinton_kd.plot_temperature_sweep(runs, exp.protocol)}
+    figures = {"temperature_sweep": hinton_kd.plot_temperature_sweep(runs, exp.protocol),
+               "soft_targets": hinton_kd.plot_soft_targets(run.teacher(0), run.data, label=3)}
     folder = exp.save(table, exp.judge(claims), figures, notes=hinton_kd.DEPARTURES)
     assert folder == isolated / "results" / "paper" / "hinton_kd"
     assert {"README.md", "runs.csv", "table.csv", "claims.json", "provenance.json", "figures"} <= {

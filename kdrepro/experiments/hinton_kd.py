@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass, replace
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std
 from kdrepro.models import count_parameters, mlp
+from kdrepro.losses.response import soft_targets
 from kdrepro.schemes import ResponseDistillation, teacher_logits
 from kdrepro.train import CrossEntropy, Recipe, classification_metrics, evaluate, fit, predict_logits
 
@@ -265,6 +266,24 @@ def plot_temperature_sweep(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure
     ax.set(xscale="log", xlabel="temperature T", ylabel="test error %", title="Temperature sweep (mean ± std)")
     ax.set_xticks(protocol.sweep_temperatures, [f"{t:g}" for t in protocol.sweep_temperatures])
     ax.legend(fontsize=8)
+    return figure
+
+
+def plot_soft_targets(teacher: nn.Module, data: Data, label: int, temperatures=(1.0, 4.0, 20.0)) -> plt.Figure:
+    """The first test image of class `label` and the teacher's soft targets for it at several temperatures:
+    at T = 1 nearly all mass sits on one class; raising T shows which wrong classes the teacher finds plausible."""
+    index = int((data.test.y == label).nonzero()[0])
+    logits = predict_logits(teacher, data.test.x[index: index + 1])
+    figure, axes = plt.subplots(1, 1 + len(temperatures), figsize=(3.2 * (1 + len(temperatures)), 3),
+                                gridspec_kw={"width_ratios": [0.8] + [1] * len(temperatures)})
+    axes[0].imshow(data.test.x[index, 0].cpu().numpy(), cmap="gray")
+    axes[0].set(title=f"test image: {data.classes[label]}", xticks=[], yticks=[])
+    for ax, t in zip(axes[1:], temperatures):
+        ax.bar(range(data.num_classes), soft_targets(logits, t)[0].cpu().numpy(), color="C0")
+        # log scale: the ratios between the small probabilities are the dark knowledge (paper, section 2)
+        ax.set(title=f"teacher at T = {t:g}", yscale="log", ylim=(1e-6, 1.5), xticks=range(data.num_classes))
+        ax.set_xticklabels(data.classes, rotation=90, fontsize=7)
+    figure.tight_layout()
     return figure
 
 
