@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std
-from kdrepro.models import count_parameters, mlp
 from kdrepro.losses.response import soft_targets
+from kdrepro.models import count_parameters, mlp
 from kdrepro.schemes import ResponseDistillation, teacher_logits
 from kdrepro.train import CrossEntropy, Recipe, classification_metrics, evaluate, fit, predict_logits
 
