@@ -1,10 +1,11 @@
-"""Claims are data: each says which arm beats which on which metric, and its verdict is computed from seeds.
+"""Claims are data: which arm beats which (or which arms are alike) on which metric, judged over seeds.
 
-The test is a one-sided paired t-test over seeds (arm pairs share a seed: same data order and, where the arms
-share one, the same teacher):
-- reproduced: the mean difference favours the claim and p < alpha;
-- not reproduced: the mean difference is zero or favours the other arm;
-- inconclusive: it favours the claim but p >= alpha, or fewer than two seeds were run.
+Arms are paired by seed (same data order and, where they share one, the same teacher), and each claim has its
+test:
+- `Claim` (one arm beats another): a one-sided paired t-test on the per-seed gains;
+- `Alike` (two arms within +-margin): two one-sided paired t-tests (TOST), p the larger of the two.
+Verdicts: reproduced when the mean favours the claim and p < alpha; not reproduced when the mean does not favour
+it at all (no gain, or a difference beyond the margin); inconclusive in between or with fewer than two seeds.
 Smoke runs are too small to mean anything and say "not evaluated".
 """
 
@@ -33,15 +34,25 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Alike:
+    statement: str
+    first: str
+    second: str
+    margin: float               # "alike": the true mean difference lies within +-margin, in the metric's units
+    metric: str = "test_error"
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class Verdict:
     statement: str
-    better: str
-    worse: str
+    arm: str
+    compared_with: str
     metric: str
     verdict: str
-    better_mean: float
-    worse_mean: float
-    mean_gain: float            # in the claim's favour: positive supports it
+    arm_mean: float
+    compared_mean: float
+    mean_gain: float            # in the claim's favour, positive supports it (Alike: margin - |mean difference|)
     p_value: float
     seeds: int
 
@@ -59,29 +70,36 @@ def paired_one_sided_p(gains: list[float]) -> float:
     return float(stats.t.sf(mean / (sd / math.sqrt(n)), df=n - 1))
 
 
-def judge(claim: Claim, runs: pd.DataFrame, evaluated: bool = True) -> Verdict:
+def judge(claim: Claim | Alike, runs: pd.DataFrame, evaluated: bool = True) -> Verdict:
     """Verdict of one claim from a runs table with columns arm, seed and the claim's metric."""
+    first, second = (claim.first, claim.second) if isinstance(claim, Alike) else (claim.better, claim.worse)
     arms = set(runs["arm"])
-    for arm in (claim.better, claim.worse):
+    for arm in (first, second):
         if arm not in arms:
             raise KeyError(f"claim {claim.statement!r} names arm {arm!r}; the runs have {sorted(arms)}")
-    paired = (runs[runs["arm"] == claim.better].set_index("seed")[claim.metric].to_frame("better")
-              .join(runs[runs["arm"] == claim.worse].set_index("seed")[claim.metric].to_frame("worse"), how="inner"))
-    sign = -1.0 if claim.lower_is_better else 1.0
-    gains = [sign * (b - w) for b, w in zip(paired["better"], paired["worse"])]
-    mean_gain = sum(gains) / len(gains) if gains else math.nan
-    p = paired_one_sided_p(gains) if len(gains) >= 2 else math.nan
+    paired = (runs[runs["arm"] == first].set_index("seed")[claim.metric].to_frame("first")
+              .join(runs[runs["arm"] == second].set_index("seed")[claim.metric].to_frame("second"), how="inner"))
+    differences = list(paired["first"] - paired["second"])
+    n = len(differences)
+    if isinstance(claim, Alike):
+        mean_gain = claim.margin - abs(sum(differences) / n) if n else math.nan
+        p = max(paired_one_sided_p([claim.margin - d for d in differences]),
+                paired_one_sided_p([claim.margin + d for d in differences])) if n >= 2 else math.nan
+    else:
+        gains = [-d if claim.lower_is_better else d for d in differences]
+        mean_gain = sum(gains) / n if n else math.nan
+        p = paired_one_sided_p(gains) if n >= 2 else math.nan
     if not evaluated:
         verdict = NOT_EVALUATED
-    elif len(gains) < 2:
+    elif n < 2:
         verdict = INCONCLUSIVE
     elif mean_gain <= 0:
         verdict = NOT_REPRODUCED
     else:
         verdict = REPRODUCED if p < claim.alpha else INCONCLUSIVE
-    return Verdict(claim.statement, claim.better, claim.worse, claim.metric, verdict,
-                   float(paired["better"].mean()), float(paired["worse"].mean()), mean_gain, p, len(gains))
+    return Verdict(claim.statement, first, second, claim.metric, verdict, float(paired["first"].mean()),
+                   float(paired["second"].mean()), mean_gain, p, n)
 
 
-def judge_all(claims: list[Claim], runs: pd.DataFrame, evaluated: bool = True) -> list[Verdict]:
+def judge_all(claims: list[Claim | Alike], runs: pd.DataFrame, evaluated: bool = True) -> list[Verdict]:
     return [judge(claim, runs, evaluated) for claim in claims]

@@ -15,7 +15,7 @@ from torch import nn
 
 from kdrepro import experiments
 from kdrepro.cache import Cache
-from kdrepro.claims import Claim, Verdict, judge_all
+from kdrepro.claims import Alike, Claim, Verdict, judge_all
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 
@@ -78,7 +78,7 @@ class Experiment:
     def runs(self) -> pd.DataFrame:
         return pd.DataFrame(list(self._rows.values()))
 
-    def judge(self, claims: list[Claim]) -> list[Verdict]:
+    def judge(self, claims: list[Claim | Alike]) -> list[Verdict]:
         return judge_all(claims, self.runs, evaluated=self.profile != "smoke")
 
     def save(self, table: list[dict[str, object]], verdicts: list[Verdict],
@@ -115,9 +115,9 @@ class Experiment:
 
 def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
     """Claims as table rows: the statement, both arms' means, the gain, the p-value and the verdict."""
-    return [{"claim": v.statement, "metric": v.metric, "better arm": f"{v.better} {v.better_mean:.4g}",
-             "compared with": f"{v.worse} {v.worse_mean:.4g}", "gain": f"{v.mean_gain:+.4g}",
-             "p (paired t, one-sided)": f"{v.p_value:.3g}", "seeds": v.seeds, "verdict": f"**{v.verdict}**"}
+    return [{"claim": v.statement, "metric": v.metric, "arm (mean)": f"{v.arm} {v.arm_mean:.4g}",
+             "compared with (mean)": f"{v.compared_with} {v.compared_mean:.4g}", "gain": f"{v.mean_gain:+.4g}",
+             "p (paired t)": f"{v.p_value:.3g}", "seeds": v.seeds, "verdict": f"**{v.verdict}**"}
             for v in verdicts]
 
 

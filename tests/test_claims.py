@@ -3,7 +3,16 @@ import math
 import pandas as pd
 import pytest
 
-from kdrepro.claims import INCONCLUSIVE, NOT_EVALUATED, NOT_REPRODUCED, REPRODUCED, Claim, judge, paired_one_sided_p
+from kdrepro.claims import (
+    INCONCLUSIVE,
+    NOT_EVALUATED,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Alike,
+    Claim,
+    judge,
+    paired_one_sided_p,
+)
 
 
 def t2_sf(t: float) -> float:
@@ -63,3 +72,22 @@ def test_only_seeds_run_by_both_arms_are_paired():
 def test_a_claim_naming_a_missing_arm_says_which_arms_exist():
     with pytest.raises(KeyError, match="names arm 'fitnet'.*'kd', 'student'"):
         judge(Claim("x", better="fitnet", worse="student"), runs([0.1], [0.2]))
+
+
+ALIKE = Alike("kd and student are alike", first="kd", second="student", margin=0.5)
+
+
+def test_alike_arms_within_the_margin_are_reproduced_with_the_tost_p_value():
+    # differences 0.1, 0, -0.1: each one-sided test sees gains 0.4, 0.5, 0.6 (mean 0.5, sd 0.1): t = 5 sqrt(3)
+    verdict = judge(ALIKE, runs([1.1, 1.0, 0.9], [1.0, 1.0, 1.0]))
+    assert verdict.verdict == REPRODUCED
+    assert verdict.p_value == pytest.approx(t2_sf(5 * math.sqrt(3)), rel=1e-6)
+    assert verdict.mean_gain == pytest.approx(0.5)
+
+
+def test_arms_further_apart_than_the_margin_are_not_alike():
+    assert judge(ALIKE, runs([1.6, 1.7, 1.8], [1.0, 1.0, 1.0])).verdict == NOT_REPRODUCED
+
+
+def test_alike_with_too_much_spread_is_inconclusive():
+    assert judge(ALIKE, runs([1.4, 0.6, 1.3], [1.0, 1.0, 1.0])).verdict == INCONCLUSIVE

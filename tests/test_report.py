@@ -5,8 +5,8 @@ from kdrepro.report import build_summary, claim_counts
 
 def write_verdicts(folder, verdicts):
     folder.mkdir(parents=True)
-    rows = [{"statement": s, "better": "kd", "worse": "student", "metric": "test_error", "verdict": v,
-             "better_mean": 0.1, "worse_mean": 0.2, "mean_gain": 0.1, "p_value": 0.01, "seeds": 3}
+    rows = [{"statement": s, "arm": "kd", "compared_with": "student", "metric": "test_error", "verdict": v,
+             "arm_mean": 0.1, "compared_mean": 0.2, "mean_gain": 0.1, "p_value": 0.01, "seeds": 3}
             for s, v in verdicts]
     (folder / "claims.json").write_text(json.dumps(rows))
     (folder / "provenance.json").write_text(json.dumps({"wall_seconds": 42.0}))
