@@ -132,7 +132,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
     history, started, last_report = History(), time.perf_counter(), time.perf_counter()
     model.train()
     for epoch in range(recipe.epochs):
-        total = torch.zeros(())
+        losses = []
         for step, batch in enumerate(batches(train, recipe.batch_size, order)):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * recipe.lr_factor(epoch + step / steps_per_epoch)
@@ -150,8 +150,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
             optimizer.step()
             if recipe.max_norm is not None:
                 _apply_max_norm(model, recipe.max_norm)
-            total += loss.detach()
-        history.loss.append(total.item() / steps_per_epoch)
+            losses.append(loss.detach())  # on the loss's device, whatever it is; one conversion an epoch
+        history.loss.append(torch.stack(losses).mean().item())
         if val is not None:
             history.val_accuracy.append(evaluate(model, val)["accuracy"])
             model.train()
