@@ -20,12 +20,6 @@ def executed_notebook(paper_id: str, profile: str) -> Path:
     return results_dir() / profile / paper_id / "notebook.ipynb"
 
 
-def check_profile(paper_id: str, profile: str) -> None:
-    valid = experiments.profiles(paper_id)
-    if profile not in valid:
-        raise SystemExit(f"error: unknown profile {profile!r} for {paper_id}; choose one of {', '.join(valid)}")
-
-
 def run_paper(paper_id: str, profile: str) -> None:
     """Execute the paper's notebook headless with papermill; keep the executed copy beside its results."""
     import papermill
@@ -105,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     papers = parse_papers(args.paper if args.command == "run" else args.papers)
     for paper_id in papers:
-        check_profile(paper_id, args.profile)
+        try:
+            experiments.check_profile(paper_id, args.profile)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
     if args.command == "run":
         run_paper(papers[0], args.profile)
         print(f"{papers[0]}: results in {executed_notebook(papers[0], args.profile).parent}")

@@ -25,11 +25,7 @@ DEVICE_VARIABLE = "KDREPRO_DEVICE"
 
 def resolve_profile(paper_id: str, requested: str) -> str:
     """The profile to run: $KDREPRO_PROFILE when set (how nbval and the CLI choose one), else `requested`."""
-    name = os.environ.get(PROFILE_VARIABLE) or requested
-    valid = experiments.profiles(paper_id)
-    if name not in valid:
-        raise ValueError(f"unknown profile {name!r} for {paper_id}; choose one of {', '.join(valid)}")
-    return name
+    return experiments.check_profile(paper_id, os.environ.get(PROFILE_VARIABLE) or requested)
 
 
 def resolve_device(requested: str = "auto") -> torch.device:

@@ -35,3 +35,11 @@ def module(paper_id: str) -> ModuleType:
 
 def profiles(paper_id: str) -> list[str]:
     return list(module(paper_id).PROFILES)
+
+
+def check_profile(paper_id: str, name: str) -> str:
+    """`name` when it is one of the paper's profiles; otherwise an error that lists them."""
+    valid = profiles(paper_id)
+    if name not in valid:
+        raise ValueError(f"unknown profile {name!r} for {paper_id}; choose one of {', '.join(valid)}")
+    return name
