@@ -128,7 +128,7 @@ class HintonKD:
         rows = torch.arange(len(self.data.train)) if transfer is None else transfer
         recipe = same_steps(p.student_recipe, len(self.data.train), len(rows))
         config = {"data": self.data_key, "hidden": hidden, "recipe": asdict(recipe), "temperature": temperature,
-                  "hard_weight": p.hard_weight, "transfer": _rows_digest(rows), "seed": seed,
+                  "hard_weight": p.hard_weight, "transfer": _rows_digest(rows),
                   "teacher": self._teacher_config(seed) if temperature else None, "bias_correction": bias_correction}
 
         def compute():
