@@ -1,6 +1,6 @@
 """The one training loop. Every method is an `Objective` plugged into `fit`; no method forks the loop.
 
-A multi-stage method (FitNets: hints, then KD) is two calls to `fit` with two objectives.
+A multi-stage method (FitNets: hints, then KD) is a list of `Stage`s run by `fit_stages`: `fit` once per stage.
 """
 
 from __future__ import annotations
@@ -164,6 +164,22 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
     history.seconds = time.perf_counter() - started
     model.eval()
     return history
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a multi-stage method: an objective trained with its own recipe (and a fresh optimiser)."""
+
+    name: str
+    objective: Objective
+    recipe: Recipe
+
+
+def fit_stages(model: nn.Module, stages: list[Stage], train: Split, *, seed: int, name: str = "",
+               **options) -> list[History]:
+    """Train `model` through `stages` in order, each starting from the weights the previous one left."""
+    return [fit(model, stage.objective, train, stage.recipe, seed=seed + i, name=f"{name} {stage.name}".strip(),
+                **options) for i, stage in enumerate(stages)]
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Models stay ordinary `nn.Module`s; losses that need intermediate features read them by module name."""
+"""Multilayer perceptrons: the models of Hinton et al. 2015, section 3."""
 
 from __future__ import annotations
 
@@ -30,7 +30,3 @@ def mlp(input_shape: tuple[int, ...], hidden: tuple[int, ...], num_classes: int,
         width = units
     layers["logits"] = nn.Linear(width, num_classes)
     return nn.Sequential(layers)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,29 @@
+"""Every architecture the papers and the CIFAR-100 benchmark name, built by name."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from torch import nn
+
+from kdrepro.models.plain import plain_cnn
+from kdrepro.models.resnet import resnet
+from kdrepro.models.wide_resnet import wide_resnet
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    **{f"resnet{d}": partial(resnet, d) for d in (8, 14, 20, 26, 32, 44, 56, 110)},
+    "resnet8x4": partial(resnet, 8, "x4"),
+    "resnet32x4": partial(resnet, 32, "x4"),
+    **{f"wrn_{d}_{k}": partial(wide_resnet, d, k) for d in (16, 40) for k in (1, 2)},
+    # FitNet 1 of Romero et al. 2015 (CIFAR-10, 11 layers): three stages of 16-16-16, 32-32-32, 48-48-48 3x3 convs;
+    # our head is global pooling + one linear layer instead of the paper's maxout layers
+    "fitnet1": partial(plain_cnn, ((16, 16, 16), (32, 32, 32), (48, 48, 48))),
+}
+
+
+def build(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """A freshly initialised `name` for `num_classes` classes and `in_channels`-channel images of any size."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name](num_classes=num_classes, in_channels=in_channels)
