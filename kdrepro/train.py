@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -115,8 +115,12 @@ class History:
 
 def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *, seed: int,
         val: Split | None = None, name: str = "", progress_seconds: float | None = 10.0,
-        log: Callable[[str], None] = print) -> History:
+        log: Callable[[str], None] = print,
+        sampler: Callable[[Split, int, torch.Generator], Iterable[Batch]] = batches) -> History:
     """Train `model` on `objective` over `train`; the same `seed` gives the same weights on the same machine.
+
+    `sampler(train, batch_size, generator)` yields an epoch's batches: shuffled by default; metric learning
+    draws batches that hold several examples of each class.
 
     Progress is one line at most every `progress_seconds` (None: silent), plus a closing line.
     """
@@ -133,7 +137,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
     model.train()
     for epoch in range(recipe.epochs):
         losses = []
-        for step, batch in enumerate(batches(train, recipe.batch_size, order)):
+        for step, batch in enumerate(sampler(train, recipe.batch_size, order)):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * recipe.lr_factor(epoch + step / steps_per_epoch)
             if recipe.augments:
