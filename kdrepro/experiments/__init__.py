@@ -19,6 +19,8 @@ class Paper:
 PAPERS = {
     "hinton_kd": Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
                        "01_hinton_kd.ipynb", transferred="response", scheme="offline"),
+    "seqkd": Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation", "08_seqkd.ipynb",
+                   transferred="sequence", scheme="offline"),
 }
 
 

@@ -1,0 +1,300 @@
+"""Kim & Rush 2016, "Sequence-Level Knowledge Distillation" (EMNLP, arXiv 1606.07947), Table 1.
+
+Sequence-based, offline: a large attention LSTM's translations (its beam search's output) train a small one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from kdrepro.claims import Alike, Claim
+from kdrepro.data import Split, data_root
+from kdrepro.experiment import Experiment, mean_std
+from kdrepro.models import count_parameters
+from kdrepro.seq2seq import PAD, Seq2Seq, beam_search, greedy, strip
+from kdrepro.sequence_distillation import SequenceCrossEntropy, WordDistillation, teacher_outputs
+from kdrepro.train import Recipe, fit
+from kdrepro.translation import TranslationData, corpus_bleu, generate, load_corpus
+
+
+@dataclass(frozen=True)
+class Protocol:
+    corpus: str | None              # None: the generated task; else a folder under $KDREPRO_DATA (translation.py)
+    languages: tuple[str, str]      # file suffixes of a two-file corpus, source first
+    train_size: int                 # generated task only: sentences per split
+    val_size: int
+    test_size: int
+    references: int                 # generated task: references per validation and test source
+    seeds: tuple[int, ...]
+    teacher: tuple[int, int]        # (layers, hidden units): the paper's teacher is 4 x 1000
+    student: tuple[int, int]        # the paper's students are 2 x 500 and 2 x 300
+    teacher_embedding: int
+    student_embedding: int
+    recipe: Recipe                  # the same for the teacher and every student arm
+    beam: int = 5                   # Table 1's beam, and the beam that writes the Seq-KD data
+    inter_beam: int = 5             # candidates Seq-Inter chooses among (the paper: 35)
+    hard_weight: float = 0.5        # Word-KD: weight of the NLL term, the KD term gets 1 - hard_weight
+    sweep_beams: tuple[int, ...] = (1, 2, 3, 5, 10)
+    max_len: int = 50               # corpora: longest training sentence kept; decoding: longest output
+    vocab_size: int = 50_000
+    dropout: float = 0.0
+    data_seed: int = 0
+
+
+RECIPE = Recipe(epochs=15, batch_size=64, lr=1e-2, optimizer="adam", clip_grad_norm=5.0)
+
+PROFILES = {
+    "smoke": Protocol(None, ("src", "tgt"), train_size=300, val_size=20, test_size=40, references=4, seeds=(0,),
+                      teacher=(1, 32), student=(1, 16), teacher_embedding=16, student_embedding=16,
+                      recipe=Recipe(epochs=1, batch_size=64, lr=5e-3, optimizer="adam", clip_grad_norm=5.0),
+                      sweep_beams=(1, 5), max_len=20),
+    "cpu": Protocol(None, ("src", "tgt"), train_size=4000, val_size=200, test_size=500, references=4, seeds=(0, 1, 2),
+                    teacher=(2, 128), student=(1, 32), teacher_embedding=64, student_embedding=32, recipe=RECIPE,
+                    max_len=20),
+    "paper": Protocol("wmt14_en_de", ("en", "de"), train_size=0, val_size=0, test_size=0, references=1,
+                      seeds=(0, 1, 2), teacher=(4, 1000), student=(2, 500), teacher_embedding=1000,
+                      student_embedding=500, recipe=Recipe(epochs=13, batch_size=64, lr=1e-3, optimizer="adam",
+                                                           clip_grad_norm=5.0),
+                      inter_beam=35, max_len=50, dropout=0.3),
+}
+
+# Each student arm: which targets it is trained on, and whether Word-KD is added. "seq_all" trains in two stages
+# of half the budget each: NLL on the Seq-KD data, then Word-KD on the Seq-Inter data.
+ARMS = {
+    "baseline": ("reference", False),
+    "word_kd": ("reference", True),
+    "seq_kd": ("seqkd", False),
+    "seq_inter": ("seqinter", False),
+    "seq_all": ("seqkd, then seqinter", True),
+}
+
+CLAIMS = [
+    Claim("Seq-KD beats the baseline student (greedy)", better="seq_kd/greedy", worse="baseline/greedy",
+          metric="bleu", lower_is_better=False),
+    Claim("Seq-KD beats the baseline student (beam 5)", better="seq_kd/beam5", worse="baseline/beam5",
+          metric="bleu", lower_is_better=False),
+    Claim("Seq-KD beats Word-KD (greedy)", better="seq_kd/greedy", worse="word_kd/greedy", metric="bleu",
+          lower_is_better=False),
+    Claim("Seq-KD beats Word-KD (beam 5)", better="seq_kd/beam5", worse="word_kd/beam5", metric="bleu",
+          lower_is_better=False),
+    Claim("The Seq-KD student decoding greedily beats the baseline student with beam 5",
+          better="seq_kd/greedy", worse="baseline/beam5", metric="bleu", lower_is_better=False),
+    Alike("...and nears the teacher: Seq-KD greedy within 2 BLEU of the teacher with beam 5",
+          first="seq_kd/greedy", second="teacher/beam5", margin=2.0, metric="bleu"),
+]
+
+# Table 1 of the paper, WMT14 En->De, 2x500 students (via PAPERS.md): (greedy, beam 5)
+PAPER_BLEU = {"teacher": (17.7, 19.5), "baseline": (14.7, 17.6), "word_kd": (15.4, 17.7), "seq_kd": (18.9, 19.0),
+              "seq_all": (18.8, 19.2)}
+
+
+def load(protocol: Protocol) -> TranslationData:
+    if protocol.corpus is None:
+        return generate(protocol.data_seed, protocol.train_size, protocol.val_size, protocol.test_size,
+                        protocol.references)
+    return load_corpus(data_root() / protocol.corpus, protocol.languages, protocol.vocab_size, protocol.max_len)
+
+
+class SeqKD:
+    """The teacher and the student arms of Table 1, every student with the same recipe, seed-paired."""
+
+    def __init__(self, experiment: Experiment, data: TranslationData):
+        self.exp, self.protocol, self.data = experiment, experiment.protocol, data
+        self.train = _to(data.split(data.train), experiment.device)
+        self.test_sources = data.sources(data.test).to(experiment.device)
+        self._outputs: dict[int, dict[str, list[list[str]]]] = {}
+        self.data_key = {"corpus": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
+                         "vocab": (len(data.source_vocab), len(data.target_vocab))}
+        if protocol_is_generated(self.protocol):
+            self.data_key.update(seed=self.protocol.data_seed, references=self.protocol.references)
+
+    def _build(self, shape: tuple[int, int], embedding: int, seed: int, dropout: float = 0.0) -> Seq2Seq:
+        torch.manual_seed(seed)
+        layers, hidden = shape
+        return Seq2Seq(len(self.data.source_vocab), len(self.data.target_vocab), layers, hidden, embedding,
+                       dropout).to(self.exp.device)
+
+    def teacher(self, seed: int) -> Seq2Seq:
+        p = self.protocol
+
+        def train(model):
+            fit(model, SequenceCrossEntropy(), self.train, p.recipe, seed=seed, name=f"teacher seed {seed}")
+
+        return self.exp.model("seq2seq-teacher", self._teacher_config(seed),
+                              lambda: self._build(p.teacher, p.teacher_embedding, seed, p.dropout), train)
+
+    def teacher_arm(self, seed: int) -> dict:
+        def compute():
+            return self._evaluate(self.teacher(seed))
+        return self._run("teacher", seed, self._teacher_config(seed), compute)
+
+    def outputs(self, seed: int) -> dict[str, list[list[str]]]:
+        """The teacher's Seq-KD and Seq-Inter translations of the training sources, cached like the teacher."""
+        p = self.protocol
+        if seed not in self._outputs:
+            key = {"teacher": self._teacher_config(seed), "beam": p.beam, "inter_beam": p.inter_beam,
+                   "max_len": p.max_len}
+            self._outputs[seed] = self.exp.cache.record(
+                f"seqkd-teacher-outputs-seed{seed}", key,
+                lambda: teacher_outputs(self.teacher(seed), self.data, p.beam, p.inter_beam, p.max_len,
+                                        device=self.exp.device))
+        return self._outputs[seed]
+
+    def student_arm(self, arm: str, seed: int) -> dict:
+        p = self.protocol
+        targets, word_kd = ARMS[arm]
+        config = {"data": self.data_key, "student": p.student, "embedding": p.student_embedding,
+                  "recipe": asdict(p.recipe), "targets": targets, "word_kd": word_kd,
+                  "hard_weight": p.hard_weight if word_kd else None,
+                  "teacher": self._teacher_config(seed) if arm != "baseline" else None,
+                  "beam": p.beam, "inter_beam": p.inter_beam}
+
+        def compute():
+            model = self._build(p.student, p.student_embedding, seed)
+            if arm == "seq_all":
+                half = _half(p.recipe)
+                fit(model, SequenceCrossEntropy(), self._split("seqkd", seed), half, seed=seed,
+                    name=f"{arm} stage 1 seed {seed}")
+                fit(model, WordDistillation(self.teacher(seed), p.hard_weight), self._split("seqinter", seed), half,
+                    seed=seed, name=f"{arm} stage 2 seed {seed}")
+            else:
+                objective = WordDistillation(self.teacher(seed), p.hard_weight) if word_kd else SequenceCrossEntropy()
+                fit(model, objective, self._split(targets, seed), p.recipe, seed=seed, name=f"{arm} seed {seed}")
+            return self._evaluate(model)
+
+        return self._run(arm, seed, config, compute)
+
+    def translate(self, model: nn.Module, beam: int) -> tuple[list[list[str]], float]:
+        """The test set translated greedily (beam 1) or with beam search, and the tokens produced per second."""
+        p, words, produced = self.protocol, [], 0
+        started = time.perf_counter()
+        for start in range(0, len(self.test_sources), 500):
+            rows = self.test_sources[start: start + 500]
+            rows = rows[:, : int((rows != PAD).sum(dim=1).max())]
+            tokens = greedy(model, rows, p.max_len) if beam == 1 else beam_search(model, rows, beam, p.max_len)[0][:, 0]
+            ids = strip(tokens)
+            produced += sum(len(i) + 1 for i in ids)  # + the end of sentence
+            words += [self.data.target_vocab.decode(i) for i in ids]
+        return words, produced / (time.perf_counter() - started)
+
+    def _evaluate(self, model: nn.Module) -> dict:
+        p, result = self.protocol, {"parameters": count_parameters(model)}
+        for beam in sorted(set(p.sweep_beams) | {1, p.beam}):
+            hypotheses, speed = self.translate(model, beam)
+            result[f"bleu_beam{beam}"], result["bleu_signature"] = corpus_bleu(hypotheses, self.data.test.references)
+            result[f"tokens_per_s_beam{beam}"] = speed
+        result["example"] = " ".join(hypotheses[0])
+        return result
+
+    def _run(self, arm: str, seed: int, config: dict, compute) -> dict:
+        """The arm's metrics, plus one row per decoding (arm/greedy, arm/beam5) holding its BLEU for the claims."""
+        result = self.exp.run(arm, seed, config, compute)
+        self.exp.record(f"{arm}/greedy", seed, {"bleu": result["bleu_beam1"]})
+        self.exp.record(f"{arm}/beam{self.protocol.beam}", seed, {"bleu": result[f"bleu_beam{self.protocol.beam}"]})
+        return result
+
+    def _split(self, targets: str, seed: int) -> Split:
+        if targets == "reference":
+            return self.train
+        part = self.data.train.with_targets(self.outputs(seed)[targets])
+        return _to(self.data.split(part), self.exp.device)
+
+    def _teacher_config(self, seed: int) -> dict:
+        p = self.protocol
+        return {"data": self.data_key, "shape": p.teacher, "embedding": p.teacher_embedding,
+                "recipe": asdict(p.recipe), "dropout": p.dropout, "seed": seed}
+
+
+def protocol_is_generated(protocol: Protocol) -> bool:
+    return protocol.corpus is None
+
+
+def _half(recipe: Recipe) -> Recipe:
+    return replace(recipe, epochs=max(1, recipe.epochs // 2))
+
+
+def _to(split: Split, device: torch.device) -> Split:
+    return Split(split.x.to(device), split.y.to(device))
+
+
+# --- the notebook's tables and figures --------------------------------------------------------------------------
+
+def arm_descriptions(protocol: Protocol) -> dict[str, str]:
+    def shape(s):
+        return f"{s[0]}x{s[1]}"
+    student = shape(protocol.student)
+    return {
+        "teacher": f"teacher {shape(protocol.teacher)}, NLL on the references",
+        "baseline": f"student {student}, NLL on the references",
+        "word_kd": f"student {student}, Word-KD (NLL weight {protocol.hard_weight:g})",
+        "seq_kd": f"student {student}, NLL on the teacher's beam-{protocol.beam} output",
+        "seq_inter": f"student {student}, NLL on the Seq-Inter choice (beam {protocol.inter_beam})",
+        "seq_all": f"student {student}, Seq-KD then Seq-Inter + Word-KD (half the budget each)",
+    }
+
+
+def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
+    """One row per arm: BLEU greedy and with beam 5 (mean ± std over seeds), decoding speed, beside Table 1."""
+    beam, table = protocol.beam, []
+    for arm, what in arm_descriptions(protocol).items():
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        paper = PAPER_BLEU.get(arm)
+        table.append({"arm": arm, "what": what, "BLEU greedy": mean_std(rows["bleu_beam1"], digits=1),
+                      f"BLEU beam {beam}": mean_std(rows[f"bleu_beam{beam}"], digits=1),
+                      "tokens/s greedy": f"{rows['tokens_per_s_beam1'].mean():,.0f}",
+                      f"tokens/s beam {beam}": f"{rows[f'tokens_per_s_beam{beam}'].mean():,.0f}",
+                      "parameters": f"{int(rows['parameters'].iloc[0]):,}", "seeds": len(rows),
+                      "paper greedy / beam 5 (WMT14 En-De)": f"{paper[0]} / {paper[1]}" if paper else "not in Table 1"})
+    return table
+
+
+def plot_beam_sweep(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
+    """BLEU against beam size for the teacher and every student (mean ± std over seeds)."""
+    figure, ax = plt.subplots(figsize=(6.5, 4))
+    beams = sorted(set(protocol.sweep_beams) | {1, protocol.beam})
+    for i, arm in enumerate(arm_descriptions(protocol)):
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        values = [rows[f"bleu_beam{b}"] for b in beams]
+        ax.errorbar(beams, [v.mean() for v in values], yerr=[v.std() if len(v) > 1 else 0 for v in values],
+                    marker="o", capsize=3, color=f"C{i}", ls="--" if arm == "teacher" else "-", label=arm)
+    ax.set(xscale="log", xlabel="beam size (1 = greedy)", ylabel="test BLEU", title="How many beam candidates?")
+    ax.set_xticks(beams, [str(b) for b in beams])
+    ax.legend(fontsize=8)
+    return figure
+
+
+DEPARTURES = """
+- Data (profile `cpu`): a generated translation task (`kdrepro/translation.py`: a small English-like language into a
+  made-up verb-final one, with synonyms, optional words and free word order drawn at random) instead of WMT14
+  English->German; 4,000 training pairs, 500 test sources with 4 references each. It is built to have what the
+  paper's argument needs (many valid translations of one source) at a size two CPU cores can train. BLEU on it is
+  not comparable with WMT BLEU: the paper's numbers set the direction and scale of the effects, not a target.
+  Profile `paper` reads a user-provided corpus (WMT14 En-De, pre-tokenised, in $KDREPRO_DATA/wmt14_en_de).
+- Sizes (profile `cpu`): teacher 2x128 (embeddings 64), students 1x32 (embeddings 32), instead of 4x1000 and
+  2x500; the ratio of parameters is of the same order. Profile `paper` uses 4x1000 and 2x500.
+- Model: Luong's global attention with the "general" score, without input feeding (the previous attentional
+  state is not fed to the next step), so that training runs the decoder over a whole sentence at once.
+- Optimisation, chosen by us and the same for the teacher and every student: Adam, learning rate 1e-2 with a
+  cosine schedule, batch 64, 15 epochs, gradient norm clipped at 5; no dropout on the `cpu` profile. The paper
+  trained with SGD and its own schedule, which is not reproduced.
+- Word-KD: NLL weight 0.5, KD weight 0.5, temperature 1, both averaged over real tokens; the KL form of the
+  KD term (same gradient as the cross-entropy).
+- Seq-Inter chooses among the teacher's 5 best (profile `cpu`) instead of its 35 best; profile `paper` uses 35.
+- "Seq-KD + Seq-Inter + Word-KD": here two stages of half the student budget each, NLL on the Seq-KD data then
+  Word-KD on the Seq-Inter data; the paper's exact combination schedule is not reproduced.
+- Each seed trains its own teacher, whose outputs train that seed's students (the paper has one teacher).
+- BLEU: sacrebleu's corpus BLEU on the space-joined tokens (its signature is printed and saved), against all
+  references of each test source; last epoch's model, no checkpoint selection. Decoding speeds are measured on
+  a shared two-core machine, one batch of up to 500 sentences at a time; compare them within one run only.
+- Length normalisation is available in `beam_search` but not used, as in a plain beam search.
+"""
