@@ -61,11 +61,12 @@ def teacher_outputs(teacher: Seq2Seq, data: TranslationData, beam: int, inter_be
     for start in range(0, len(sources), batch_size):
         rows = sources[start: start + batch_size]
         rows = rows[:, : int((rows != PAD).sum(dim=1).max())]
-        wide, _ = beam_search(teacher, rows, inter_beam, max_len)
+        wide, scores = beam_search(teacher, rows, inter_beam, max_len)
         narrow = wide if beam == inter_beam else beam_search(teacher, rows, beam, max_len)[0]
         seqkd += [data.target_vocab.decode(ids) for ids in strip(narrow[:, 0])]
-        for i, candidates in enumerate(wide.unbind(0)):
-            words = [data.target_vocab.decode(ids) for ids in strip(candidates)]
+        for i, (candidates, finite) in enumerate(zip(wide.unbind(0), scores.isfinite().unbind(0))):
+            # a beam wider than the search space holds empty slots (score -inf): they are not candidates
+            words = [data.target_vocab.decode(ids) for ids in strip(candidates[finite])]
             reference = data.train.targets[start + i]
             seqinter.append(words[closest_by_bleu(words, reference)])
     return {"seqkd": seqkd, "seqinter": seqinter}
