@@ -50,7 +50,7 @@ class Protocol:
 RECIPE = Recipe(epochs=15, batch_size=64, lr=1e-2, optimizer="adam", clip_grad_norm=5.0)
 
 PROFILES = {
-    "smoke": Protocol(None, ("src", "tgt"), train_size=300, val_size=20, test_size=40, references=4, seeds=(0,),
+    "smoke": Protocol(None, ("src", "tgt"), train_size=200, val_size=20, test_size=40, references=4, seeds=(0,),
                       teacher=(1, 32), student=(1, 16), teacher_embedding=16, student_embedding=16,
                       recipe=Recipe(epochs=1, batch_size=64, lr=5e-3, optimizer="adam", clip_grad_norm=5.0),
                       sweep_beams=(1, 5), max_len=20),
@@ -111,7 +111,7 @@ class SeqKD:
         self._outputs: dict[int, dict[str, list[list[str]]]] = {}
         self.data_key = {"corpus": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
                          "vocab": (len(data.source_vocab), len(data.target_vocab))}
-        if protocol_is_generated(self.protocol):
+        if self.protocol.corpus is None:
             self.data_key.update(seed=self.protocol.data_seed, references=self.protocol.references)
 
     def _build(self, shape: tuple[int, int], embedding: int, seed: int, dropout: float = 0.0) -> Seq2Seq:
@@ -158,10 +158,10 @@ class SeqKD:
         def compute():
             model = self._build(p.student, p.student_embedding, seed)
             if arm == "seq_all":
-                half = _half(p.recipe)
-                fit(model, SequenceCrossEntropy(), self._split("seqkd", seed), half, seed=seed,
+                first, second = _halves(p.recipe)
+                fit(model, SequenceCrossEntropy(), self._split("seqkd", seed), first, seed=seed,
                     name=f"{arm} stage 1 seed {seed}")
-                fit(model, WordDistillation(self.teacher(seed), p.hard_weight), self._split("seqinter", seed), half,
+                fit(model, WordDistillation(self.teacher(seed), p.hard_weight), self._split("seqinter", seed), second,
                     seed=seed, name=f"{arm} stage 2 seed {seed}")
             else:
                 objective = WordDistillation(self.teacher(seed), p.hard_weight) if word_kd else SequenceCrossEntropy()
@@ -189,7 +189,6 @@ class SeqKD:
             hypotheses, speed = self.translate(model, beam)
             result[f"bleu_beam{beam}"], result["bleu_signature"] = corpus_bleu(hypotheses, self.data.test.references)
             result[f"tokens_per_s_beam{beam}"] = speed
-        result["example"] = " ".join(hypotheses[0])
         return result
 
     def _run(self, arm: str, seed: int, config: dict, compute) -> dict:
@@ -211,12 +210,12 @@ class SeqKD:
                 "recipe": asdict(p.recipe), "dropout": p.dropout, "seed": seed}
 
 
-def protocol_is_generated(protocol: Protocol) -> bool:
-    return protocol.corpus is None
-
-
-def _half(recipe: Recipe) -> Recipe:
-    return replace(recipe, epochs=max(1, recipe.epochs // 2))
+def _halves(recipe: Recipe) -> tuple[Recipe, Recipe]:
+    """The recipe's epochs split in two stages that add up to the budget of every other arm."""
+    if recipe.epochs < 2:
+        return recipe, recipe  # one epoch cannot be split; each stage gets it
+    first = recipe.epochs // 2
+    return replace(recipe, epochs=first), replace(recipe, epochs=recipe.epochs - first)
 
 
 def _to(split: Split, device: torch.device) -> Split:
