@@ -23,7 +23,8 @@ from kdrepro.paths import REPO_ROOT, cache_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text
 
 # Modules that only present or locate results: editing them cannot change a trained model or a metric.
-PRESENTATION_MODULES = {"cli.py", "report.py", "display.py", "results.py", "paths.py", "__main__.py"}
+PRESENTATION_MODULES = {"cli.py", "report.py", "display.py", "results.py", "paths.py", "__main__.py",
+                        "plots.py"}
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Arms are paired by seed (same data order and, where they share one, the same teacher), and each claim has its
 test:
-- `Claim` (one arm beats another): a one-sided paired t-test on the per-seed gains;
+- `Claim` (one arm beats another): a one-sided paired t-test on the per-seed gains; with a `margin`, the claim
+  is "no worse than the other by more than margin" (non-inferiority: "approaches or beats");
 - `Alike` (two arms within +-margin): two one-sided paired t-tests (TOST), p the larger of the two.
 Verdicts: reproduced when the mean favours the claim and p < alpha; not reproduced when the mean does not favour
 it at all (no gain, or a difference beyond the margin); inconclusive in between or with fewer than two seeds.
@@ -31,6 +32,7 @@ class Claim:
     metric: str = "test_error"  # a column of the runs table
     lower_is_better: bool = True
     alpha: float = 0.05
+    margin: float = 0.0         # > 0: the better arm may trail by up to margin, in the metric's units
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def judge(claim: Claim | Alike, runs: pd.DataFrame, evaluated: bool = True) -> V
         p = max(paired_one_sided_p([claim.margin - d for d in differences]),
                 paired_one_sided_p([claim.margin + d for d in differences])) if n >= 2 else math.nan
     else:
-        gains = [-d if claim.lower_is_better else d for d in differences]
+        gains = [(-d if claim.lower_is_better else d) + claim.margin for d in differences]
         mean_gain = sum(gains) / n if n else math.nan
         p = paired_one_sided_p(gains) if n >= 2 else math.nan
     if not evaluated:

@@ -17,6 +17,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from kdrepro.paths import REPO_ROOT
@@ -81,6 +82,16 @@ class Data:
         def move(split: Split) -> Split:
             return Split(split.x.to(device), split.y.to(device))
         return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+
+    def resized(self, size: int) -> Data:
+        """Every image resized to size x size by area averaging (28 -> 14: each pixel the mean of a 2x2 block):
+        the same task at a quarter of a convolutional network's cost."""
+        if size < 1:
+            raise ValueError(f"image size must be at least 1 pixel, got {size}")
+
+        def resize(split: Split) -> Split:
+            return Split(F.interpolate(split.x, size=(size, size), mode="area"), split.y)
+        return replace(self, train=resize(self.train), val=resize(self.val), test=resize(self.test))
 
 
 class Batch(NamedTuple):

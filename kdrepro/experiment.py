@@ -78,31 +78,39 @@ class Experiment:
         return judge_all(claims, self.runs, evaluated=self.profile != "smoke")
 
     def save(self, table: list[dict[str, object]], verdicts: list[Verdict],
-             figures: dict[str, plt.Figure], notes: str = "") -> Path:
-        """Publish the tables, claims, figures and provenance under results/<profile>/<paper>/ in one swap."""
+             figures: dict[str, plt.Figure], notes: str = "",
+             extra_tables: dict[str, list[dict[str, object]]] | None = None) -> Path:
+        """Publish the tables, claims, figures and provenance under results/<profile>/<paper>/ in one swap.
+        `extra_tables` (title -> rows), e.g. a second benchmark, are written beside the main table."""
+        extra_tables = {title: rows for title, rows in (extra_tables or {}).items() if rows}
         target = results_dir() / self.profile / self.paper.id
         record = provenance(self.profile, list(self.protocol.seeds), time.perf_counter() - self._started)
 
         def write(folder: Path) -> None:
             self.runs.to_csv(folder / "runs.csv", index=False)
             pd.DataFrame(table).to_csv(folder / "table.csv", index=False)
+            for i, rows in enumerate(extra_tables.values(), start=2):
+                pd.DataFrame(rows).to_csv(folder / f"table{i}.csv", index=False)
             atomic_write_text(folder / "claims.json", json.dumps([v.as_dict() for v in verdicts], indent=1))
             atomic_write_text(folder / "provenance.json", json.dumps(record, indent=1))
             (folder / "figures").mkdir()
             for name, figure in figures.items():
                 figure.savefig(folder / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
-            atomic_write_text(folder / "README.md", self._readme(table, verdicts, figures, notes, record))
+            atomic_write_text(folder / "README.md", self._readme(table, verdicts, figures, notes, record,
+                                                                 extra_tables))
 
         publish_directory(target, write)
         print(f"results written to {target}")
         return target
 
-    def _readme(self, table, verdicts, figures, notes, record) -> str:
+    def _readme(self, table, verdicts, figures, notes, record, extra_tables) -> str:
         lines = [f"# {self.paper.title}", "",
                  f"Profile `{self.profile}`, seeds {record['seeds']}, {record['wall_seconds']} s on "
                  f"{record['device']}; commit `{record['git_commit'][:10] or 'unknown'}`"
-                 f"{' (dirty)' if record['git_dirty'] else ''}.", "", "## Results", "", markdown_table(table),
-                 "## Claims", "", markdown_table(verdict_rows(verdicts))]
+                 f"{' (dirty)' if record['git_dirty'] else ''}.", "", "## Results", "", markdown_table(table)]
+        for title, rows in extra_tables.items():
+            lines += [f"## {title}", "", markdown_table(rows)]
+        lines += ["## Claims", "", markdown_table(verdict_rows(verdicts))]
         lines += [f"![{name}](figures/{name}.png)\n" for name in figures]
         if notes:
             lines += ["## Departures from the paper", "", notes.strip(), ""]

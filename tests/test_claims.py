@@ -91,3 +91,12 @@ def test_arms_further_apart_than_the_margin_are_not_alike():
 
 def test_alike_with_too_much_spread_is_inconclusive():
     assert judge(ALIKE, runs([1.4, 0.6, 1.3], [1.0, 1.0, 1.0])).verdict == INCONCLUSIVE
+
+
+def test_a_margin_turns_beats_into_approaches_or_beats():
+    runs = pd.DataFrame({"arm": ["fitnet"] * 3 + ["teacher"] * 3, "seed": [0, 1, 2] * 2,
+                         "test_error": [0.105, 0.106, 0.104, 0.100, 0.100, 0.100]})
+    strict = judge(Claim("beats", better="fitnet", worse="teacher"), runs)
+    within = judge(Claim("within 2 points", better="fitnet", worse="teacher", margin=0.02), runs)
+    assert strict.verdict == "not reproduced"
+    assert within.verdict == "reproduced" and within.mean_gain == pytest.approx(0.02 - 0.005)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import write_cifar, write_idx, write_mnist_format
 
-from kdrepro.data import DatasetNotFoundError, batches, load_data, load_raw, read_idx
+from kdrepro.data import Data, DatasetNotFoundError, Split, batches, load_data, load_raw, read_idx
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -147,3 +147,10 @@ def test_digits_need_no_download(data_dir):
     pytest.importorskip("sklearn")
     raw = load_raw("digits")
     assert raw.x_train.shape[1:] == (1, 8, 8) and len(raw.y_train) + len(raw.y_test) == 1797
+
+
+def test_resized_images_are_the_means_of_pixel_blocks():
+    split = Split(torch.arange(16.0).view(1, 1, 4, 4), torch.tensor([0]))
+    small = Data("toy", split, split, split, ("a",)).resized(2)
+    assert small.test.x.view(2, 2).tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    assert small.input_shape == (1, 2, 2)

@@ -19,6 +19,10 @@ class Paper:
 PAPERS = {
     "hinton_kd": Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
                        "01_hinton_kd.ipynb", transferred="response", scheme="offline"),
+    "fitnets": Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets", "02_fitnets.ipynb",
+                     transferred="feature", scheme="offline"),
+    "attention_transfer": Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
+                                "03_attention_transfer.ipynb", transferred="feature", scheme="offline"),
     "seqkd": Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation", "08_seqkd.ipynb",
                    transferred="sequence", scheme="offline"),
 }

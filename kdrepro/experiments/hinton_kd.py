@@ -19,6 +19,7 @@ from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std
 from kdrepro.losses.response import soft_targets
 from kdrepro.models import count_parameters, mlp
+from kdrepro.plots import plot_arms  # noqa: F401  (the notebook draws its arms with it)
 from kdrepro.schemes import ResponseDistillation, teacher_logits
 from kdrepro.train import CrossEntropy, Recipe, classification_metrics, evaluate, fit, predict_logits
 
@@ -285,22 +286,6 @@ def plot_soft_targets(teacher: nn.Module, data: Data, label: int, temperatures=(
         # log scale: the ratios between the small probabilities are the dark knowledge (paper, section 2)
         ax.set(title=f"teacher at T = {t:g}", yscale="log", ylim=(1e-6, 1.5), xticks=range(data.num_classes))
         ax.set_xticklabels(data.classes, rotation=90, fontsize=7)
-    figure.tight_layout()
-    return figure
-
-
-def plot_arms(runs: pd.DataFrame, groups: dict[str, list[str]], metric: str, ylabel: str) -> plt.Figure:
-    """Each arm's seed mean ± std, every seed drawn as a dot; one panel per group."""
-    figure, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.6), squeeze=False)
-    for ax, (title, arms) in zip(axes[0], groups.items()):
-        for i, arm in enumerate(arms):
-            values = runs[runs["arm"] == arm][metric] * 100
-            ax.errorbar(i, values.mean(), yerr=values.std() if len(values) > 1 else 0, fmt="o", ms=9, capsize=4,
-                        color=f"C{i}")
-            ax.plot([i + 0.12] * len(values), values, "k.", ms=5)
-        ax.set_xticks(range(len(arms)), arms, rotation=20)
-        ax.set_xlim(-0.5, len(arms) - 0.5)
-        ax.set(title=title, ylabel=ylabel)
     figure.tight_layout()
     return figure
 

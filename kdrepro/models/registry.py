@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from kdrepro.models.plain import plain_cnn
-from kdrepro.models.resnet import resnet
+from kdrepro.models.resnet import ResNet, resnet
 from kdrepro.models.wide_resnet import wide_resnet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -22,8 +22,20 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    """A freshly initialised `name` for `num_classes` classes and `in_channels`-channel images of any size."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[name](num_classes=num_classes, in_channels=in_channels)
+# families for the small variants a profile describes as data, e.g. {"family": "wide_resnet", "depth": 10,
+# "widen": 2, "base": 8}: a JSON-able spec that can key a cache entry
+FAMILIES: dict[str, Callable[..., nn.Module]] = {"resnet": ResNet, "wide_resnet": wide_resnet, "plain_cnn": plain_cnn}
+
+
+def build(architecture: str | dict, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """A freshly initialised network for `num_classes` classes and `in_channels`-channel images of any size:
+    `architecture` is a published name ("resnet32x4") or a spec {"family": ..., **its arguments}."""
+    if isinstance(architecture, dict):
+        spec = dict(architecture)
+        family = spec.pop("family", None)
+        if family not in FAMILIES:
+            raise ValueError(f"unknown architecture family {family!r}; choose one of {', '.join(FAMILIES)}")
+        return FAMILIES[family](**spec, num_classes=num_classes, in_channels=in_channels)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)

@@ -1,0 +1,216 @@
+"""Zagoruyko & Komodakis 2017, "Paying More Attention to Attention" (arXiv 1612.03928): activation-based
+attention transfer between wide residual networks (Table 1).
+
+Feature-based, offline: beside its cross-entropy (and optionally KD), the student matches the teacher's spatial
+attention maps, where its activations are strong, at the end of each residual group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from kdrepro.claims import Claim
+from kdrepro.data import Data
+from kdrepro.experiment import mean_std
+from kdrepro.experiments import vision
+from kdrepro.experiments.fitnets import BENCHMARK_RECIPE
+from kdrepro.experiments.vision import Method, Pair, PairRun, describe
+from kdrepro.losses.feature import attention_map, attention_transfer_loss
+from kdrepro.schemes import FeatureDistillation
+from kdrepro.taps import forward_with_features
+from kdrepro.train import Recipe, fit
+
+GROUPS = (("block1", "block1"), ("block2", "block2"), ("block3", "block3"))   # (student, teacher) modules
+
+
+@dataclass(frozen=True)
+class Protocol:
+    seeds: tuple[int, ...]
+    pair: Pair
+    layers: tuple[tuple[str, str], ...] = GROUPS
+    beta: float = 1000.0            # the loss adds beta/2 * the sum over layer pairs
+    form: str = "code"              # "code": mean squared difference of maps; "paper": per-example L2 distance
+    p: float = 2.0                  # attention map: sum over channels of |A|^p
+    temperature: float = 4.0        # KD as the paper runs it
+    hard_weight: float = 0.1        # KD's weight on labels (the paper's alpha = 0.9 on the soft term)
+    benchmark: tuple[tuple[Pair, tuple[tuple[str, str], ...]], ...] = ()
+
+
+def wrn(depth: int, widen: int, base: int = 16) -> dict:
+    return {"family": "wide_resnet", "depth": depth, "widen": widen, "base": base}
+
+
+CPU_RECIPE = Recipe(epochs=15, lr=0.05, weight_decay=5e-4)
+CPU_PAIR = Pair("at-fashion", "fashion_mnist", train_size=5000, val_size=5000, image_size=14,
+                teacher=wrn(16, 2, base=8), student=wrn(16, 1, base=8), teacher_recipe=CPU_RECIPE,
+                student_recipe=CPU_RECIPE)
+# the authors' CIFAR schedule: SGD 0.1, 200 epochs, x0.2 at 60/120/160, wd 5e-4, batch 128, crop with pad 4 + flip
+PAPER_RECIPE = Recipe(epochs=200, lr=0.1, schedule="step", milestones=(60, 120, 160), gamma=0.2, weight_decay=5e-4,
+                      crop_padding=4, flip=True)
+RESNET_STAGES = (("layer1", "layer1"), ("layer2", "layer2"), ("layer3", "layer3"))
+
+PROFILES = {
+    "smoke": Protocol(seeds=(0,), pair=replace(CPU_PAIR, train_size=600, val_size=200, test_size=500,
+                                               teacher_recipe=replace(CPU_RECIPE, epochs=1),
+                                               student_recipe=replace(CPU_RECIPE, epochs=1))),
+    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR),
+    # CIFAR-10 as published (WRN-16-2 -> WRN-16-1), then the CIFAR-100 benchmark's AT column
+    "paper": Protocol(seeds=(0, 1, 2), pair=Pair("wrn_16_2-wrn_16_1", "cifar10", None, 5000, "wrn_16_2", "wrn_16_1",
+                                                 PAPER_RECIPE, PAPER_RECIPE, download=True),
+                      benchmark=((Pair("resnet32x4-resnet8x4", "cifar100", None, 0, "resnet32x4", "resnet8x4",
+                                       BENCHMARK_RECIPE, BENCHMARK_RECIPE, download=True), RESNET_STAGES),
+                                 (Pair("wrn_40_2-wrn_16_2", "cifar100", None, 0, "wrn_40_2", "wrn_16_2",
+                                       BENCHMARK_RECIPE, BENCHMARK_RECIPE, download=True), GROUPS))),
+}
+
+CLAIMS = [
+    Claim("Attention transfer lowers the student's error", better="at", worse="student"),
+    Claim("... toward the teacher's, which stays better", better="teacher", worse="at"),
+    Claim("Attention transfer adds to KD", better="at_kd", worse="kd"),
+]
+
+
+class AttentionTransfer:
+    """The arms of Table 1 for one teacher -> student pair: student, AT, KD, AT + KD (and the teacher)."""
+
+    def __init__(self, run: PairRun, protocol: Protocol, layers: tuple[tuple[str, str], ...]):
+        self.run, self.protocol, self.layers = run, protocol, layers
+
+    def arm(self, arm: str, seed: int, main: bool = True) -> dict[str, Any]:
+        """Train (or read from the cache) one arm and record its test metrics and its attention distance."""
+        if arm == "teacher":
+            return self.run.teacher_arm(seed, main)
+        return self.run.student_arm(arm, seed, self._method(arm, seed, main), main,
+                                    extra=lambda model: self.attention_distance(model, seed))
+
+    def model(self, arm: str, seed: int) -> nn.Module:
+        """The trained network of an arm (from the cache once the arm has run)."""
+        return self.run.teacher(seed) if arm == "teacher" else self.run.student(arm, seed, self._method(arm, seed))
+
+    def _method(self, arm: str, seed: int, main: bool = True) -> Method:
+        """student: CE; kd: Hinton KD; at: CE + beta/2 sum_j AT_j; at_kd: KD + beta/2 sum_j AT_j (the paper's
+        combination)."""
+        p, run = self.protocol, self.run
+        if arm == "student":
+            return run.scratch(seed, main)
+        if arm == "kd":
+            return run.kd(seed, p.temperature, p.hard_weight, main)
+        if arm not in ("at", "at_kd"):
+            raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(WHAT)}")
+        temperature = p.temperature if arm == "at_kd" else None
+        hard_weight = p.hard_weight if temperature else 1.0
+        method = {"method": arm, "layers": self.layers, "beta": p.beta, "form": p.form, "p": p.p,
+                  "temperature": temperature, "hard_weight": hard_weight}
+
+        def train(model: nn.Module) -> None:
+            objective = FeatureDistillation(run.teacher(seed), self.layers,
+                                            partial(attention_transfer_loss, p=p.p, form=p.form), weight=p.beta / 2,
+                                            temperature=temperature, hard_weight=hard_weight)
+            fit(model, objective, run.data.train, run.pair.student_recipe, seed=seed,
+                name=f"{run.arm_name(arm, main)} seed {seed}")
+
+        return method, train
+
+    def attention_distance(self, model: nn.Module, seed: int) -> dict[str, float]:
+        """How far the student's attention is from the teacher's on the test set: the paper-form distance
+        || Q_S/||Q_S|| - Q_T/||Q_T|| ||_2, averaged over images and layer pairs (0: the same maps)."""
+        teacher, x = self.run.teacher(seed), self.run.data.test.x   # the teacher first: it may still need training
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(x), 1000):
+                _, s = forward_with_features(model, x[start: start + 1000], [a for a, _ in self.layers])
+                _, t = forward_with_features(teacher, x[start: start + 1000], [b for _, b in self.layers])
+                total += sum(float(attention_transfer_loss(s[a], t[b], form="paper")) * len(s[a])
+                             for a, b in self.layers)
+        return {"attention_distance": total / (len(x) * len(self.layers))}
+
+
+# --- the notebook's tables and figures --------------------------------------------------------------------------
+
+# CIFAR-10 test error % (Table 1 as cited in ../shared/PAPERS.md: trailmet-distillation README "Paper" column;
+# Rocket Launching, AAAI'18, Table 1); the AT + KD column was not found
+PAPER_CIFAR10 = {"student": "8.77 (WRN-16-1)", "at": "7.93", "kd": "not found", "at_kd": "not found",
+                 "teacher": "6.31 (WRN-16-2)"}
+WHAT = {"student": "student, labels only", "at": "student + AT", "kd": "student + KD (T = 4)",
+        "at_kd": "student + AT + KD", "teacher": "teacher"}
+PAPER_BENCHMARK = {  # CIFAR-100 top-1 % (RepDistiller README, last epoch)
+    "resnet32x4-resnet8x4": {"teacher": 79.42, "student": 72.50, "kd": 73.33, "at": 73.44},
+    "wrn_40_2-wrn_16_2": {"teacher": 75.61, "student": 73.26, "kd": 74.92, "at": 74.08},
+}
+
+
+def results_table(runs: pd.DataFrame, pair: Pair) -> list[dict[str, object]]:
+    """The columns of Table 1 as rows: test error and attention distance, mean ± std, beside the paper."""
+    table = []
+    for arm, what in WHAT.items():
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        distance = mean_std(rows["attention_distance"], digits=3) if "attention_distance" in rows and \
+            rows["attention_distance"].notna().all() else "-"
+        table.append({"arm": arm, "what": what,
+                      "network": describe(pair.teacher if arm == "teacher" else pair.student),
+                      "parameters": f"{rows['parameters'].iloc[0]:,}",
+                      "test error %": mean_std(rows["test_error"], 100),
+                      "attention distance to teacher": distance, "seeds": len(rows),
+                      "paper: CIFAR-10 error %": PAPER_CIFAR10[arm]})
+    return table
+
+
+def benchmark_table(runs: pd.DataFrame, pairs) -> list[dict[str, object]]:
+    """The CIFAR-100 benchmark's pairs: our top-1 accuracy beside RepDistiller's."""
+    return vision.benchmark_table(runs, [pair for pair, _ in pairs], PAPER_BENCHMARK)
+
+
+@torch.no_grad()
+def plot_attention_maps(models: dict[str, nn.Module], layers: tuple[tuple[str, str], ...], data: Data,
+                        images: int = 3) -> plt.Figure:
+    """For a few test images: the image, then each network's attention map at each residual group (brighter:
+    stronger activation). The teacher's maps are read at its modules, the students' at theirs."""
+    x = data.test.x[:images]
+    names = list(models)
+    figure, axes = plt.subplots(images, 1 + len(names) * len(layers),
+                                figsize=(1.3 * (1 + len(names) * len(layers)), 1.45 * images), squeeze=False)
+    for column, name in enumerate(names):
+        model = models[name].eval()
+        modules = [b if name == "teacher" else a for a, b in layers]
+        _, features = forward_with_features(model, x, modules)
+        for j, module in enumerate(modules):
+            maps = attention_map(features[module]).view(images, *features[module].shape[-2:])
+            for i in range(images):
+                ax = axes[i, 1 + column * len(layers) + j]
+                ax.imshow(maps[i].cpu().numpy(), cmap="inferno")
+                if i == 0:
+                    ax.set_title(f"{name}\n{module}", fontsize=7)
+    for i in range(images):
+        axes[i, 0].imshow(x[i, 0].cpu().numpy(), cmap="gray")
+        axes[i, 0].set_title(data.classes[int(data.test.y[i])], fontsize=7)
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[])
+    figure.tight_layout()
+    return figure
+
+
+DEPARTURES = """
+- Data and scale (profile `cpu`): Fashion-MNIST at 14x14 pixels (each pixel the mean of a 2x2 block, a quarter of
+  the convolutions' cost), 5,000 training images, 15 epochs, and the paper's WRN-16-2 -> WRN-16-1 pair at half
+  width (base width 8 instead of 16). Profile `paper` runs WRN-16-2 -> WRN-16-1 on CIFAR-10 with the authors'
+  schedule, then the CIFAR-100 benchmark's pairs.
+- Optimiser (profile `cpu`): SGD with momentum 0.9, learning rate 0.05 with a cosine schedule, weight decay 5e-4,
+  batch 128, no augmentation, the same for every network (the paper: learning rate 0.1, 200 epochs, steps at
+  60/120/160, crop and flip).
+- The loss is the authors' code form: beta/2 * the mean squared difference of L2-normalised maps, beta = 1000,
+  summed over the three groups; the paper's per-example L2 distance is the `form="paper"` option and is the
+  distance the table reports.
+- Maps of different sizes are rejected, not pooled: teacher and student groups have the same resolution here.
+- KD: T = 4 with weight 0.9 on the soft term (the paper's settings), T^2-scaled KL.
+- Every number is the last epoch's, never the best epoch's.
+"""

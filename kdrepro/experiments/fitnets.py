@@ -1,0 +1,253 @@
+"""Romero et al. 2015, "FitNets: Hints for Thin Deep Nets" (arXiv 1412.6550).
+
+Feature-based, offline, in two stages. Stage 1 trains the thin-deep student's layers up to a middle ("guided")
+layer, through a regressor, to predict the wide teacher's middle ("hint") layer; stage 2 trains the whole
+student by knowledge distillation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from torch import nn
+
+from kdrepro.claims import Claim
+from kdrepro.experiment import mean_std
+from kdrepro.experiments import vision
+from kdrepro.experiments.vision import Method, Pair, PairRun, describe
+from kdrepro.losses.feature import HintRegressor, hint_loss
+from kdrepro.schemes import FeatureDistillation, ResponseDistillation
+from kdrepro.taps import feature_shapes
+from kdrepro.train import Recipe, Stage, fit, fit_stages
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Where the hint is read and where the student is guided."""
+
+    hint: str                       # the teacher's module (its middle layer)
+    guided: str                     # the student's module (its middle layer)
+    activation: str | None          # the hint layer's non-linearity, which the regressor ends with
+
+
+@dataclass(frozen=True)
+class Protocol:
+    seeds: tuple[int, ...]
+    pair: Pair                      # the paper's experiment: wide-shallow teacher, thin-deep student
+    hints: Hints
+    hint_epochs: int                # of the student recipe's epochs, stage 1; stage 2 gets the rest (same budget)
+    temperature: float = 3.0        # FitNets' tau
+    hard_weight: float = 0.1        # weight of the labels in KD; the soft term gets 1 - hard_weight
+    joint_weight: float = 100.0     # the one-stage variant's hint weight (CIFAR-100 code, mean squared error)
+    benchmark: tuple[tuple[Pair, Hints], ...] = ()   # the CIFAR-100 benchmark's pairs, one-stage as it runs them
+    benchmark_temperature: float = 4.0
+
+
+CPU_PAIR = Pair("fitnets-fashion", "fashion_mnist", train_size=5000, val_size=5000, image_size=14,
+                teacher={"family": "plain_cnn", "stages": [[32], [64], [128]], "batch_norm": True},
+                student={"family": "plain_cnn", "stages": [[8, 8, 8], [16, 16, 16], [16, 16, 16]]},
+                teacher_recipe=Recipe(epochs=20, lr=0.05, weight_decay=5e-4),
+                # 0.05 sent the thin-deep student (no batch norm) to NaN in its first epoch; 0.02 for every arm
+                student_recipe=Recipe(epochs=20, lr=0.02, weight_decay=5e-4))
+
+# CIFAR-100 benchmark recipe (RepDistiller README): 240 epochs, SGD 0.05, x0.1 at 150/180/210, wd 5e-4, batch 64
+BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", milestones=(150, 180, 210),
+                          weight_decay=5e-4, crop_padding=4, flip=True)
+BENCHMARK = (
+    (Pair("resnet32x4-resnet8x4", "cifar100", None, 0, "resnet32x4", "resnet8x4", BENCHMARK_RECIPE, BENCHMARK_RECIPE,
+          download=True), Hints("layer2", "layer2", "relu")),
+    (Pair("wrn_40_2-wrn_16_2", "cifar100", None, 0, "wrn_40_2", "wrn_16_2", BENCHMARK_RECIPE, BENCHMARK_RECIPE,
+          download=True), Hints("block2", "block2", None)),
+)
+
+PROFILES = {
+    "smoke": Protocol(seeds=(0,), pair=replace(CPU_PAIR, train_size=600, val_size=200, test_size=500,
+                                               teacher_recipe=replace(CPU_PAIR.teacher_recipe, epochs=1),
+                                               student_recipe=replace(CPU_PAIR.student_recipe, epochs=2)),
+                      hints=Hints("relu2", "relu6", "relu"), hint_epochs=1),
+    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR, hints=Hints("relu2", "relu6", "relu"), hint_epochs=5),
+    # CIFAR-10 as published: a wide 5-layer teacher (ReLU in place of maxout) and FitNet 1 (11 layers, thin)
+    "paper": Protocol(seeds=(0, 1, 2), pair=Pair(
+        "fitnets-cifar10", "cifar10", train_size=None, val_size=5000,
+        teacher={"family": "plain_cnn", "stages": [[96, 96], [192, 192], [192]], "batch_norm": True},
+        student="fitnet1",
+        teacher_recipe=Recipe(epochs=100, lr=0.05, weight_decay=5e-4, crop_padding=4, flip=True),
+        student_recipe=Recipe(epochs=100, lr=0.01, weight_decay=5e-4, crop_padding=4, flip=True),
+        download=True), hints=Hints("relu3", "relu6", "relu"), hint_epochs=20, benchmark=BENCHMARK),
+}
+
+CLAIMS = [
+    Claim("The hint-trained thin-deep student beats the same student trained by backprop alone",
+          better="fitnet", worse="student"),
+    Claim("The hint-trained student beats the same student trained by KD alone", better="fitnet", worse="kd"),
+    Claim("The hint-trained student approaches its wider teacher: within one point of test error, or better",
+          better="fitnet", worse="teacher", margin=0.01),
+    Claim("KD alone beats backprop for the thin-deep student (paper, MNIST: 1.9% -> 0.65%)",
+          better="kd", worse="student"),
+]
+
+
+class FitNets:
+    """The arms of one teacher -> student pair."""
+
+    def __init__(self, run: PairRun, protocol: Protocol, hints: Hints):
+        self.run, self.protocol, self.hints = run, protocol, hints
+        self.recipe = run.pair.student_recipe
+
+    def arm(self, arm: str, seed: int, main: bool = True) -> dict:
+        """Train (or read from the cache) one arm and record its test metrics."""
+        if arm == "teacher":
+            return self.run.teacher_arm(seed, main)
+        return self.run.student_arm(arm, seed, self._method(arm, seed, main), main)
+
+    def _method(self, arm: str, seed: int, main: bool) -> Method:
+        p, run = self.protocol, self.run
+        methods = {"student": lambda: run.scratch(seed, main),
+                   "kd": lambda: run.kd(seed, p.temperature if main else p.benchmark_temperature, p.hard_weight, main),
+                   "fitnet": lambda: self._fitnet(seed), "fitnet_joint": lambda: self._joint(seed, main)}
+        if arm not in methods:
+            raise ValueError(f"unknown arm {arm!r}; the arms are teacher, {', '.join(methods)}")
+        return methods[arm]()
+
+    def _fitnet(self, seed: int) -> Method:
+        """Stage 1: hints (L_HT) train the layers up to the guided one and the regressor; stage 2: KD trains the
+        whole student. Together they take the recipe's epochs, like every other arm."""
+        p, run = self.protocol, self.run
+        if not 0 < p.hint_epochs < self.recipe.epochs:
+            raise ValueError(f"hint_epochs={p.hint_epochs} must leave both stages at least one of the "
+                             f"{self.recipe.epochs} epochs")
+
+        def train(model: nn.Module) -> None:
+            regressor = self._regressor(model, seed, kind="paper")
+            stages = [
+                # the paper sums over the hint's elements, a scale its RMSProp ignores; with SGD we average them
+                # (the same minimiser, at a usable learning rate)
+                Stage("hints", FeatureDistillation(run.teacher(seed), [(self.hints.guided, self.hints.hint)],
+                                                   partial(hint_loss, reduction="mean"), weight=1.0,
+                                                   adapters={self.hints.guided: regressor}, task=False),
+                      replace(self.recipe, epochs=p.hint_epochs)),
+                Stage("kd", ResponseDistillation(run.teacher_targets(seed), p.temperature, p.hard_weight),
+                      replace(self.recipe, epochs=self.recipe.epochs - p.hint_epochs)),
+            ]
+            fit_stages(model, stages, run.data.train, seed=seed, name=f"fitnet seed {seed}")
+
+        return {"method": "fitnet", **vars(self.hints), "hint_epochs": p.hint_epochs,
+                "temperature": p.temperature, "hard_weight": p.hard_weight}, train
+
+    def _joint(self, seed: int, main: bool) -> Method:
+        """The one-stage variant common in CIFAR-100 code: CE + joint_weight * MSE(r(v_g), u_h), a 1x1 regressor."""
+        p, run = self.protocol, self.run
+
+        def train(model: nn.Module) -> None:
+            regressor = self._regressor(model, seed, kind="1x1")
+            objective = FeatureDistillation(run.teacher(seed), [(self.hints.guided, self.hints.hint)],
+                                            partial(hint_loss, reduction="mean"), weight=p.joint_weight,
+                                            adapters={self.hints.guided: regressor})
+            fit(model, objective, run.data.train, self.recipe, seed=seed,
+                name=f"{run.arm_name('fitnet_joint', main)} seed {seed}")
+
+        return {"method": "fitnet-joint", **vars(self.hints), "weight": p.joint_weight}, train
+
+    def _regressor(self, student: nn.Module, seed: int, kind: str) -> HintRegressor:
+        shape = self.run.data.input_shape
+        guided = feature_shapes(student, shape, [self.hints.guided])[self.hints.guided]
+        hint = feature_shapes(self.run.teacher(seed), shape, [self.hints.hint])[self.hints.hint]
+        return HintRegressor(guided, hint, kind, self.hints.activation).to(self.run.exp.device)
+
+
+def layers(model: nn.Module) -> int:
+    """Weight layers (convolutions and linear layers), as FitNets counts depth."""
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+# --- the notebook's tables and figures --------------------------------------------------------------------------
+
+PAPER_MNIST = {  # Romero et al. 2015, Table 4 (MNIST test error)
+    "teacher": "0.55% (maxout, ~361K params)", "student": "1.90% (~30K params)", "kd": "0.65%",
+    "fitnet": "0.51%", "fitnet_joint": "not in the paper",
+}
+PAPER_CIFAR10 = {  # Romero et al. 2015, Table 5 (CIFAR-10 accuracy)
+    "teacher": "90.18% (5 layers, ~9M params, ~725M mults)", "student": "not reported",
+    "kd": "not reported", "fitnet": "89.01% (FitNet 1: 11 layers, ~250K params, ~30M mults)",
+    "fitnet_joint": "not in the paper",
+}
+# CIFAR-100 top-1 % (RepDistiller README, last epoch); FitNet there is the one-stage variant
+PAPER_BENCHMARK = {
+    "resnet32x4-resnet8x4": {"teacher": 79.42, "student": 72.50, "kd": 73.33, "fitnet_joint": 73.50},
+    "wrn_40_2-wrn_16_2": {"teacher": 75.61, "student": 73.26, "kd": 74.92, "fitnet_joint": 73.58},
+}
+WHAT = {"teacher": "teacher (wide, shallow)", "student": "student, backprop on labels",
+        "kd": "student, KD", "fitnet": "FitNet: hints, then KD", "fitnet_joint": "extra: hints + CE in one stage"}
+
+
+def results_table(runs: pd.DataFrame, pair: Pair, depth: dict[str, int], dataset: str) -> list[dict[str, object]]:
+    """Table 5's shape: layers, parameters and multiply-adds beside the test error, with the paper's numbers."""
+    paper = PAPER_MNIST if dataset != "cifar10" else PAPER_CIFAR10
+    table = []
+    for arm, what in WHAT.items():
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        architecture = pair.teacher if arm == "teacher" else pair.student
+        table.append({"arm": arm, "what": what, "network": describe(architecture),
+                      "layers": depth["teacher" if arm == "teacher" else "student"],
+                      "parameters": f"{rows['parameters'].iloc[0]:,}",
+                      "multiply-adds": f"{rows['multiply_adds'].iloc[0] / 1e6:.2f}M",
+                      "test error %": mean_std(rows["test_error"], 100), "seeds": len(rows),
+                      f"paper ({'CIFAR-10, Table 5' if dataset == 'cifar10' else 'MNIST, Table 4'})": paper[arm]})
+    return table
+
+
+def benchmark_table(runs: pd.DataFrame, pairs) -> list[dict[str, object]]:
+    """The CIFAR-100 benchmark's pairs: our top-1 accuracy beside RepDistiller's."""
+    return vision.benchmark_table(runs, [pair for pair, _ in pairs], PAPER_BENCHMARK)
+
+
+def plot_size_and_error(runs: pd.DataFrame) -> plt.Figure:
+    """Test error against parameters: the thin-deep student's arms share one size, far left of the teacher."""
+    figure, ax = plt.subplots(figsize=(6, 4))
+    for i, arm in enumerate(WHAT):
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        errors = rows["test_error"] * 100
+        ax.errorbar(rows["parameters"].iloc[0] * (1 + 0.06 * i), errors.mean(),
+                    yerr=errors.std() if len(rows) > 1 else 0, fmt="o", ms=8, capsize=4, color=f"C{i}",
+                    label=WHAT[arm])
+    ax.set(xscale="log", xlabel="parameters (log scale; the student's arms spread apart to be seen)",
+           ylabel="test error %", title="Size and error (mean ± std over seeds)")
+    ax.legend(fontsize=8)
+    return figure
+
+
+DEPARTURES = """
+- Data and scale (profile `cpu`): Fashion-MNIST at 14x14 pixels (each pixel the mean of a 2x2 block, a quarter of
+  the convolutions' cost), 5,000 training images, 20 epochs for every network. The teacher is a wide, shallow CNN
+  (3 convolutions of 32, 64, 128 channels, with batch norm); the student a thin, deep one (9 convolutions of 8 to
+  16 channels, no batch norm): about eight times fewer parameters. The paper's MNIST pair (Table 4) is the
+  closest in kind: a maxout teacher of ~361K parameters, a student of ~30K.
+- ReLU instead of maxout units, global average pooling and one linear layer as the head; no batch normalisation in
+  the thin-deep student (the paper predates it, and it would hide the optimisation difficulty hints address).
+- Optimiser: SGD with momentum 0.9, learning rate 0.02 with a cosine schedule, weight decay 5e-4, batch 128 (the
+  paper: RMSProp, learning rate 0.005), the same for every student arm (0.05 for the teacher; at 0.05 the
+  thin-deep student's loss became NaN in its first epoch).
+- The hint loss is averaged over the hint's elements instead of summed as in eq. 3: the same minimiser, but a sum
+  over 12,544 elements needs an SGD learning rate about ten thousand times smaller (the paper's RMSProp is blind to
+  that scale).
+- Budget: the FitNet's two stages share the other arms' epochs (5 of hints, 15 of KD), so no arm trains longer.
+- Stage 2 uses the same KD as the KD arm: T = 3 (the paper's tau) with a fixed weight 0.1 on labels and 0.9 on the
+  T^2-scaled soft term, instead of the paper's CE + lambda * soft cross-entropy with lambda decaying from 4 to 1.
+  The FitNet and KD arms then differ by the hints alone.
+- The hint layer is the teacher's second convolution (its middle), the guided layer the end of the student's
+  second stage; both are 7x7, so the paper's regressor rule N_g - k + 1 = N_h gives a 1x1 kernel here (the
+  rule is implemented and tested for maps of different sizes).
+- The one-stage variant (hints + CE together, a 1x1 regressor with batch norm, mean squared error weighted 100)
+  is the form common in CIFAR-100 code, reported as a labelled extra; the benchmark's regressor is a 3x3
+  convolution where ours is 1x1.
+- The depth study of section 4.1 (plain backprop fails beyond a few layers at a fixed budget) is not run: it does
+  not fit the notebook's time budget on two cores.
+- Every number is the last epoch's, never the best epoch's.
+"""
