@@ -23,6 +23,10 @@ PAPERS = {
                      transferred="feature", scheme="offline"),
     "attention_transfer": Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
                                 "03_attention_transfer.ipynb", transferred="feature", scheme="offline"),
+    "fsp": Paper("fsp", "Yim, Joo, Bae & Kim 2017: A Gift from Knowledge Distillation (FSP)", "04_fsp.ipynb",
+                 transferred="relation", scheme="offline"),
+    "rkd": Paper("rkd", "Park, Kim, Lu & Cho 2019: Relational Knowledge Distillation", "05_rkd.ipynb",
+                 transferred="relation", scheme="offline"),
     "seqkd": Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation", "08_seqkd.ipynb",
                    transferred="sequence", scheme="offline"),
 }
