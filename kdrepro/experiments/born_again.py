@@ -1,0 +1,210 @@
+"""Furlanello, Lipton, Tschannen, Itti & Anandkumar 2018, "Born-Again Neural Networks", ICML (arXiv 1805.04770).
+
+Response-based, self: a student of the teacher's own architecture learns from the teacher's outputs, then
+becomes the next generation's teacher; the generations are also ensembled (BANE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from kdrepro.claims import Claim
+from kdrepro.data import Data, load_data
+from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiments.dml import describe
+from kdrepro.models import build, count_parameters
+from kdrepro.schemes import BornAgain, ensemble_logits, generations, permute_dark_knowledge, teacher_logits
+from kdrepro.train import CrossEntropy, Recipe, classification_metrics, fit, predict_logits
+
+
+@dataclass(frozen=True)
+class Protocol:
+    dataset: str
+    train_size: int | None          # images of the official training set used for training (None: all the rest)
+    val_size: int                   # held out from it, unused by any arm
+    test_size: int | None           # official test images evaluated (None: all); smoke checks plumbing on fewer
+    seeds: tuple[int, ...]
+    network: str | dict             # every generation's architecture (a models.build name or family spec)
+    recipe: Recipe                  # the same for the teacher and every generation
+    generations: int                # born-again generations after the teacher
+    hard_weight: float = 0.0        # weight of the label term in a generation's loss (0: the teacher's outputs only)
+    download: bool = False
+
+
+CPU_RECIPE = Recipe(epochs=8, batch_size=128, lr=0.05, weight_decay=5e-4)
+# Not in PAPERS.md; our choice for a WRN on CIFAR-100: the WRN paper's schedule (lr 0.1, x0.2 at 60/120/160 of
+# 200 epochs, weight decay 5e-4, batch 128, crops and flips).
+PAPER_RECIPE = Recipe(epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, schedule="step",
+                      milestones=(60, 120, 160), gamma=0.2, crop_padding=4, flip=True)
+SMALL_RESNET = {"family": "resnet", "depth": 8, "channels": (8, 8, 16, 32)}
+
+PROFILES = {
+    "smoke": Protocol("fashion_mnist", train_size=512, val_size=500, test_size=1000, seeds=(0,),
+                      network=SMALL_RESNET, recipe=replace(CPU_RECIPE, epochs=1), generations=3),
+    "cpu": Protocol("fashion_mnist", train_size=3000, val_size=5000, test_size=None, seeds=(0, 1, 2),
+                    network=SMALL_RESNET, recipe=CPU_RECIPE, generations=3),
+    "paper": Protocol("cifar100", train_size=None, val_size=0, test_size=None, seeds=(0, 1, 2),
+                      network={"family": "wide_resnet", "depth": 28, "widen": 10}, recipe=PAPER_RECIPE,
+                      generations=3, download=True),
+}
+
+CLAIMS = [
+    Claim("Generation 1 beats the teacher of its own architecture", better="ban_1", worse="teacher"),
+    Claim("Generation 2 improves on generation 1", better="ban_2", worse="ban_1"),
+    Claim("Generation 3 improves on generation 2", better="ban_3", worse="ban_2"),
+    Claim("The ensemble of generations 1..3 (BANE) beats generation 1", better="bane", worse="ban_1"),
+    Claim("CWTM (labels weighted by the teacher's confidence) beats the teacher", better="cwtm", worse="teacher"),
+    Claim("DKPP (the teacher's dark knowledge permuted) beats the teacher", better="dkpp", worse="teacher"),
+]
+
+
+def load(protocol: Protocol) -> Data:
+    data = load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
+                     download=protocol.download)
+    if protocol.test_size is None:
+        return data
+    return replace(data, test=data.test.subset(torch.arange(protocol.test_size)))
+
+
+class BornAgainNetworks:
+    """A teacher and its born-again generations, each trained once per seed and cached."""
+
+    def __init__(self, experiment: Experiment, data: Data):
+        self.exp, self.protocol = experiment, experiment.protocol
+        self.data = data.to(experiment.device)
+        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
+
+    def chain(self, seed: int) -> list[nn.Module]:
+        """[teacher, generation 1, ..., generation G]: each generation taught by its predecessor alone."""
+        return generations(self.teacher(seed), self.protocol.generations,
+                           lambda predecessor, k: self.student(seed, k, predecessor))
+
+    def teacher(self, seed: int) -> nn.Module:
+        def train(model):
+            fit(model, CrossEntropy(), self.data.train, self.protocol.recipe, seed=seed * 100,
+                name=f"teacher seed {seed}")
+
+        return self.exp.model("ban-teacher", self._config(seed, 0, "teacher"), lambda: self._build(seed, 0), train)
+
+    def student(self, seed: int, k: int, predecessor: nn.Module, variant: str = "ban") -> nn.Module:
+        """Generation k, trained on `predecessor`'s outputs (its logits on the training split, computed once,
+        when the inputs never change between epochs; the frozen predecessor itself on augmented batches).
+        CWTM and DKPP students are generation-1 students with the same initial weights and batches as BAN's."""
+        def train(model):
+            targets = predecessor if self.protocol.recipe.augments else teacher_logits(predecessor,
+                                                                                        self.data.train.x)
+            objective = BornAgain(targets, variant, self.protocol.hard_weight, seed=seed)
+            fit(model, objective, self.data.train, self.protocol.recipe, seed=seed * 100 + k,
+                name=f"{variant} generation {k} seed {seed}")
+
+        return self.exp.model(f"ban-{variant}-{k}", self._config(seed, k, variant), lambda: self._build(seed, k),
+                              train)
+
+    def arms(self, seed: int) -> None:
+        """Record the teacher, every generation, the ensemble of generations, and both ablations at `seed`."""
+        names = ["teacher"] + [f"ban_{k}" for k in range(1, self.protocol.generations + 1)]
+        for k, name in enumerate(names):
+            self.exp.run(name, seed, self._config(seed, k, "ban" if k else "teacher"),
+                         lambda k=k: self._metrics([self.chain(seed)[k]]))
+        self.exp.run("bane", seed, self._config(seed, self.protocol.generations, "bane"),
+                     lambda: self._metrics(self.chain(seed)[1:]))
+        for variant in ("cwtm", "dkpp"):
+            self.exp.run(variant, seed, self._config(seed, 1, variant),
+                         lambda variant=variant: self._metrics([self.student(seed, 1, self.teacher(seed), variant)]))
+
+    def _build(self, seed: int, k: int) -> nn.Module:
+        torch.manual_seed(seed * 100 + k)  # every generation starts from fresh weights of its own
+        return build(self.protocol.network, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
+
+    def _config(self, seed: int, k: int, variant: str) -> dict:
+        p = self.protocol
+        return {"data": self.data_key, "network": p.network, "recipe": asdict(p.recipe), "seed": seed,
+                "generation": k, "variant": variant, "hard_weight": p.hard_weight}
+
+    def _metrics(self, models: list[nn.Module]) -> dict:
+        """Test error of one model, or of the ensemble (averaged softmax) of several."""
+        logits = ensemble_logits([predict_logits(m, self.data.test.x) for m in models])
+        metrics = classification_metrics(logits, self.data.test.y)
+        return {"test_error": metrics["error"], "test_errors": metrics["errors"],
+                "parameters": sum(count_parameters(m) for m in models)}
+
+
+# --- the notebook's tables and figures --------------------------------------------------------------------------
+
+def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
+    """arm -> (what it is, the paper's number)."""
+    net = describe(protocol.network)
+    rows = {"teacher": (f"{net}, labels (generation 0)", "not found")}
+    for k in range(1, protocol.generations + 1):
+        rows[f"ban_{k}"] = (f"generation {k}, taught by generation {k - 1}", "not found")
+    rows.update({
+        "bane": (f"ensemble of generations 1..{protocol.generations}",
+                 "15.5% error, DenseNet BAN on CIFAR-100 (abstract; the table's ensembles not found)"),
+        "cwtm": ("generation 1, labels weighted by the teacher's confidence", "not found"),
+        "dkpp": ("generation 1, the teacher's non-argmax probabilities permuted", "not found"),
+    })
+    return rows
+
+
+def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
+    table = []
+    for arm, (what, paper) in arm_descriptions(protocol).items():
+        rows = runs[runs["arm"] == arm]
+        if rows.empty:
+            continue
+        table.append({"arm": arm, "what": what, "test error %": mean_std(rows["test_error"], 100),
+                      "seeds": len(rows), "paper (CIFAR-100 error)": paper})
+    return table
+
+
+def plot_generations(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
+    """Test error against generation (0 = the teacher), each seed a thin line; the ensemble and the ablations as
+    horizontal marks."""
+    figure, ax = plt.subplots(figsize=(6, 4))
+    names = ["teacher"] + [f"ban_{k}" for k in range(1, protocol.generations + 1)]
+    table = runs[runs["arm"].isin(names)].pivot(index="seed", columns="arm", values="test_error")[names] * 100
+    for _, row in table.iterrows():
+        ax.plot(range(len(names)), row.values, color="grey", lw=0.8, alpha=0.6)
+    ax.errorbar(range(len(names)), table.mean(), yerr=table.std() if len(table) > 1 else None, marker="o",
+                capsize=3, color="C0", lw=2, label="BAN generations (mean ± std)")
+    for i, (arm, colour) in enumerate((("bane", "C1"), ("cwtm", "C2"), ("dkpp", "C3"))):
+        values = runs[runs["arm"] == arm]["test_error"] * 100
+        if not values.empty:
+            ax.axhline(values.mean(), color=colour, ls="--", label=f"{arm} (mean)")
+    ax.set_xticks(range(len(names)), ["teacher"] + [f"gen {k}" for k in range(1, protocol.generations + 1)])
+    ax.set(ylabel="test error %", title="Accuracy against generation")
+    ax.legend(fontsize=8)
+    return figure
+
+
+def show_dark_knowledge_permutation(teacher: nn.Module, data: Data, index: int = 0) -> pd.DataFrame:
+    """One test image's teacher probabilities beside a DKPP permutation of them: argmax kept, the rest shuffled."""
+    probabilities = torch.softmax(predict_logits(teacher, data.test.x[index: index + 1]), dim=-1)
+    permuted = permute_dark_knowledge(probabilities, torch.Generator().manual_seed(0))
+    return pd.DataFrame({"class": data.classes, "teacher": probabilities[0].cpu().numpy().round(4),
+                         "DKPP target": permuted[0].cpu().numpy().round(4)})
+
+
+DEPARTURES = """
+- Data and scale (profile `cpu`): Fashion-MNIST, 3,000 training images, 8 epochs per generation, and a small
+  CIFAR-style ResNet-8 (widths 8-8-16-32) instead of CIFAR-100 with DenseNets and wide ResNets. Profile `paper`
+  runs CIFAR-100 with a WRN-28-10 (there is no DenseNet in `kdrepro.models`) on the WRN paper's schedule, which
+  is our choice: PAPERS.md does not record the paper's recipe.
+- Recipe (profile `cpu`, chosen by us, the same for the teacher and every generation): SGD with momentum 0.9,
+  lr 0.05 on a cosine schedule, weight decay 5e-4, batch 128, no augmentation.
+- Loss: a generation matches its predecessor's output distribution alone, KL(p_teacher || p_student) at
+  temperature 1 (the paper's BAN; its variant with an added label term is `hard_weight` > 0, not run here).
+  CWTM and DKPP follow the paper's section 3.2: CWTM is the label cross-entropy with per-sample weights
+  max p_teacher / sum over the batch; DKPP matches the teacher's distribution with its non-argmax probabilities
+  permuted at random, a fresh permutation for each batch.
+- CWTM and DKPP students are first-generation students (taught by the teacher), with the same initial weights
+  and batches as generation 1 of BAN.
+- BANE averages the softmax outputs of generations 1..3 (the teacher is left out).
+- Each generation starts from fresh random weights and its own data order (seeded by seed and generation).
+- Every number is the last epoch's, never the best epoch's.
+"""
