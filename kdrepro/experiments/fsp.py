@@ -230,14 +230,18 @@ def plot_curves(runs: pd.DataFrame, arms: tuple[str, ...] = ("student", "fsp", "
 @torch.no_grad()
 def plot_fsp_matrices(models: dict[str, nn.Module], x: torch.Tensor,
                       pairs: tuple[tuple[str, str], ...]) -> plt.Figure:
-    """Each model's FSP matrices (rows) for each layer pair (columns), averaged over the images x."""
-    figure, axes = plt.subplots(len(models), len(pairs), figsize=(3.2 * len(pairs), 2.6 * len(models)), squeeze=False)
-    for row, (title, model) in enumerate(models.items()):
+    """Each model's FSP matrices (rows) for each layer pair (columns), averaged over the images x; one colour
+    scale per column, so the rows compare."""
+    matrices = {}
+    for title, model in models.items():
         model.eval()
-        matrices = fsp_matrices(model, x, pairs)
-        for col, pair in enumerate(pairs):
+        matrices[title] = {pair: g.mean(dim=0).cpu().numpy() for pair, g in fsp_matrices(model, x, pairs).items()}
+    figure, axes = plt.subplots(len(models), len(pairs), figsize=(3.2 * len(pairs), 2.6 * len(models)), squeeze=False)
+    for col, pair in enumerate(pairs):
+        top = max(float(m[pair].max()) for m in matrices.values())
+        for row, title in enumerate(matrices):
             ax = axes[row][col]
-            image = ax.imshow(matrices[pair].mean(dim=0).cpu().numpy(), cmap="RdBu_r")
+            image = ax.imshow(matrices[title][pair], cmap="viridis", vmin=0, vmax=top)
             figure.colorbar(image, ax=ax, fraction=0.046)
             ax.set(title=f"{title}: {pair[0]} -> {pair[1]}", xticks=[], yticks=[])
             ax.title.set_fontsize(8)

@@ -277,7 +277,7 @@ def classification_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[st
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     """Both tables in one, for the published results: a blank where a metric does not apply to an arm."""
     rows = metric_table(runs, protocol) + classification_table(runs, protocol)
-    columns = list(dict.fromkeys(column for row in rows for column in row))
+    columns = ["arm", "what", *(f"R@{k} %" for k in KS), "test accuracy %", "seeds", "paper"]
     return [{column: row.get(column, "") for column in columns} for row in rows]
 
 
