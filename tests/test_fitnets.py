@@ -82,3 +82,22 @@ def test_layers_counts_convolutions_and_linear_layers():
 
 def test_every_claim_names_arms_the_notebook_runs():
     assert all({c.better, c.worse} <= set(fitnets.WHAT) | {"teacher"} for c in fitnets.CLAIMS)
+
+
+def test_kd_weights_keep_the_papers_ratio_of_label_and_soft_gradients():
+    import torch
+    import torch.nn.functional as F
+
+    from kdrepro.losses.response import hinton_loss
+
+    p = fitnets.PROFILES["cpu"]
+    tau, lam = p.temperature, p.soft_weight
+    assert p.hard_weight == pytest.approx(1 / (1 + 2.5 / 9))
+    torch.manual_seed(0)
+    student = torch.randn(5, 10, requires_grad=True)
+    teacher, labels = torch.randn(5, 10) * 3, torch.randint(0, 10, (5,))
+    # the paper: H(y, P_S) + lambda * H(P_T^tau, P_S^tau), the soft term a cross-entropy without tau^2
+    soft_ce = -(F.softmax(teacher / tau, 1) * F.log_softmax(student / tau, 1)).sum(1).mean()
+    paper_grad, = torch.autograd.grad(F.cross_entropy(student, labels) + lam * soft_ce, student)
+    ours_grad, = torch.autograd.grad(hinton_loss(student, teacher, labels, tau, p.hard_weight), student)
+    torch.testing.assert_close(paper_grad, (1 + lam / tau**2) * ours_grad)

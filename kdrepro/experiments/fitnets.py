@@ -40,18 +40,26 @@ class Protocol:
     hints: Hints
     hint_epochs: int                # of the student recipe's epochs, stage 1; stage 2 gets the rest (same budget)
     temperature: float = 3.0        # FitNets' tau
-    hard_weight: float = 0.1        # weight of the labels in KD; the soft term gets 1 - hard_weight
+    soft_weight: float = 2.5        # FitNets' lambda, the mean of its linear decay from 4 to 1
     joint_weight: float = 100.0     # the one-stage variant's hint weight (CIFAR-100 code, mean squared error)
     benchmark: tuple[tuple[Pair, Hints], ...] = ()   # the CIFAR-100 benchmark's pairs, one-stage as it runs them
-    benchmark_temperature: float = 4.0
+    benchmark_temperature: float = 4.0   # the benchmark's KD: T = 4, weight 0.1 on labels
+    benchmark_hard_weight: float = 0.1
+
+    @property
+    def hard_weight(self) -> float:
+        """FitNets' KD, H(y, P_S) + lambda H(P_T^tau, P_S^tau), in the package's form h CE + (1 - h) tau^2 KL:
+        the gradients keep the paper's ratio when h = 1 / (1 + lambda / tau^2) (the overall factor
+        1 + lambda / tau^2 is a learning-rate scale)."""
+        return 1 / (1 + self.soft_weight / self.temperature**2)
 
 
 CPU_PAIR = Pair("fitnets-fashion", "fashion_mnist", train_size=5000, val_size=5000, image_size=14,
                 teacher={"family": "plain_cnn", "stages": [[32], [64], [128]], "batch_norm": True},
                 student={"family": "plain_cnn", "stages": [[8, 8, 8], [16, 16, 16], [16, 16, 16]]},
-                teacher_recipe=Recipe(epochs=20, lr=0.05, weight_decay=5e-4),
+                teacher_recipe=Recipe(epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4),
                 # 0.05 sent the thin-deep student (no batch norm) to NaN in its first epoch; 0.02 for every arm
-                student_recipe=Recipe(epochs=20, lr=0.02, weight_decay=5e-4))
+                student_recipe=Recipe(epochs=20, batch_size=64, lr=0.02, weight_decay=5e-4))
 
 # CIFAR-100 benchmark recipe (RepDistiller README): 240 epochs, SGD 0.05, x0.1 at 150/180/210, wd 5e-4, batch 64
 BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", milestones=(150, 180, 210),
@@ -106,7 +114,8 @@ class FitNets:
     def _method(self, arm: str, seed: int, main: bool) -> Method:
         p, run = self.protocol, self.run
         methods = {"student": lambda: run.scratch(seed, main),
-                   "kd": lambda: run.kd(seed, p.temperature if main else p.benchmark_temperature, p.hard_weight, main),
+                   "kd": lambda: run.kd(seed, p.temperature, p.hard_weight, main) if main else
+                   run.kd(seed, p.benchmark_temperature, p.benchmark_hard_weight, main),
                    "fitnet": lambda: self._fitnet(seed), "fitnet_joint": lambda: self._joint(seed, main)}
         if arm not in methods:
             raise ValueError(f"unknown arm {arm!r}; the arms are teacher, {', '.join(methods)}")
@@ -231,16 +240,17 @@ DEPARTURES = """
   closest in kind: a maxout teacher of ~361K parameters, a student of ~30K.
 - ReLU instead of maxout units, global average pooling and one linear layer as the head; no batch normalisation in
   the thin-deep student (the paper predates it, and it would hide the optimisation difficulty hints address).
-- Optimiser: SGD with momentum 0.9, learning rate 0.02 with a cosine schedule, weight decay 5e-4, batch 128 (the
+- Optimiser: SGD with momentum 0.9, learning rate 0.02 with a cosine schedule, weight decay 5e-4, batch 64 (the
   paper: RMSProp, learning rate 0.005), the same for every student arm (0.05 for the teacher; at 0.05 the
   thin-deep student's loss became NaN in its first epoch).
 - The hint loss is averaged over the hint's elements instead of summed as in eq. 3: the same minimiser, but a sum
   over 12,544 elements needs an SGD learning rate about ten thousand times smaller (the paper's RMSProp is blind to
   that scale).
 - Budget: the FitNet's two stages share the other arms' epochs (5 of hints, 15 of KD), so no arm trains longer.
-- Stage 2 uses the same KD as the KD arm: T = 3 (the paper's tau) with a fixed weight 0.1 on labels and 0.9 on the
-  T^2-scaled soft term, instead of the paper's CE + lambda * soft cross-entropy with lambda decaying from 4 to 1.
-  The FitNet and KD arms then differ by the hints alone.
+- KD (the KD arm and the FitNet's stage 2 alike): the paper's H(y, P_S) + lambda H(P_T^tau, P_S^tau) with tau = 3
+  and lambda fixed at 2.5, the mean of its linear decay from 4 to 1, written in the package's T^2-scaled form:
+  weight 1 / (1 + lambda / tau^2) = 0.78 on labels, 0.22 on tau^2 KL. The FitNet and KD arms differ by the
+  hints alone.
 - The hint layer is the teacher's second convolution (its middle), the guided layer the end of the student's
   second stage; both are 7x7, so the paper's regressor rule N_g - k + 1 = N_h gives a 1x1 kernel here (the
   rule is implemented and tested for maps of different sizes).
