@@ -34,7 +34,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     for seed in exp.protocol.seeds:
         run.arms(seed)
     runs = exp.runs
-    assert set(runs["arm"]) == {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp"}
+    assert set(runs["arm"]) == {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp", "ban_1_labels"}
     assert set(runs.groupby("arm")["seed"].count()) == {2}
     assert runs["test_error"].between(0, 1).all()
     single = runs[runs["arm"] == "ban_1"]["parameters"].iloc[0]
