@@ -40,10 +40,13 @@ from kdrepro.seq2seq import EOS, PAD, SPECIALS, UNK
 Sentence = list[str]
 
 NOUNS = ("dog", "cat", "bird", "horse", "child", "teacher", "farmer", "doctor", "king", "fox", "wolf", "girl",
-         "boy", "fish")
-ADJECTIVES = ("big", "small", "old", "young", "red", "black", "happy", "angry", "quick", "lazy")
-VERBS = ("sees", "likes", "follows", "helps", "finds", "calls", "feeds", "meets", "chases", "hears")
-PLACES = ("park", "river", "forest", "city", "garden", "market")
+         "boy", "fish", "cow", "sheep", "goat", "mouse", "lion", "tiger", "bear", "duck", "frog", "owl", "snake",
+         "rabbit", "soldier", "baker", "singer", "nurse")
+ADJECTIVES = ("big", "small", "old", "young", "red", "black", "happy", "angry", "quick", "lazy", "tall", "short",
+              "sad", "brave", "clever", "poor", "rich", "tired", "hungry", "green")
+VERBS = ("sees", "likes", "follows", "helps", "finds", "calls", "feeds", "meets", "chases", "hears", "watches",
+         "loves", "hates", "visits", "greets", "pushes", "pulls", "teaches", "paints", "hides")
+PLACES = ("park", "river", "forest", "city", "garden", "market", "village", "school", "house", "field")
 TIMES = ("today", "yesterday", "tomorrow", "tonight")
 PREPOSITIONS = ("in", "near")
 SYNONYM_WEIGHTS = {1: (1.0,), 2: (0.7, 0.3), 3: (0.6, 0.3, 0.1)}

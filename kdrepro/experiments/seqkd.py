@@ -43,7 +43,7 @@ class Protocol:
     sweep_beams: tuple[int, ...] = (1, 2, 3, 5, 10)
     max_len: int = 50               # corpora: longest training sentence kept; decoding: longest output
     vocab_size: int = 50_000
-    dropout: float = 0.0
+    dropout: float = 0.0             # the teacher's; students are not regularised
     data_seed: int = 0
 
 
@@ -55,8 +55,8 @@ PROFILES = {
                       recipe=Recipe(epochs=1, batch_size=64, lr=5e-3, optimizer="adam", clip_grad_norm=5.0),
                       sweep_beams=(1, 5), max_len=20),
     "cpu": Protocol(None, ("src", "tgt"), train_size=4000, val_size=200, test_size=500, references=4, seeds=(0, 1, 2),
-                    teacher=(2, 128), student=(1, 32), teacher_embedding=64, student_embedding=32, recipe=RECIPE,
-                    max_len=20),
+                    teacher=(2, 128), student=(1, 48), teacher_embedding=64, student_embedding=48, recipe=RECIPE,
+                    max_len=20, dropout=0.3),
     "paper": Protocol("wmt14_en_de", ("en", "de"), train_size=0, val_size=0, test_size=0, references=1,
                       seeds=(0, 1, 2), teacher=(4, 1000), student=(2, 500), teacher_embedding=1000,
                       student_embedding=500, recipe=Recipe(epochs=13, batch_size=64, lr=1e-3, optimizer="adam",
@@ -279,12 +279,16 @@ DEPARTURES = """
   paper's argument needs (many valid translations of one source) at a size two CPU cores can train. BLEU on it is
   not comparable with WMT BLEU: the paper's numbers set the direction and scale of the effects, not a target.
   Profile `paper` reads a user-provided corpus (WMT14 En-De, pre-tokenised, in $KDREPRO_DATA/wmt14_en_de).
-- Sizes (profile `cpu`): teacher 2x128 (embeddings 64), students 1x32 (embeddings 32), instead of 4x1000 and
-  2x500; the ratio of parameters is of the same order. Profile `paper` uses 4x1000 and 2x500.
+- Sizes (profile `cpu`): teacher 2x128 (embeddings 64, dropout 0.3), students 1x48 (embeddings 48, no dropout),
+  instead of 4x1000 and 2x500. The student width was chosen, before the distilled arms were looked at, as the
+  widest of 32, 48 and 64 whose baseline was clearly below the teacher on seed 0: a 1x64 student trained on the
+  references matched the teacher (62.4 against 60.1 BLEU greedy), a 1x32 student did not learn the task at all
+  (7.4). On this task the capacity effect is abrupt: a small student either learns the alignment or stays near
+  a language model of the target side. Profile `paper` uses 4x1000 and 2x500 with dropout 0.3.
 - Model: Luong's global attention with the "general" score, without input feeding (the previous attentional
   state is not fed to the next step), so that training runs the decoder over a whole sentence at once.
 - Optimisation, chosen by us and the same for the teacher and every student: Adam, learning rate 1e-2 with a
-  cosine schedule, batch 64, 15 epochs, gradient norm clipped at 5; no dropout on the `cpu` profile. The paper
+  cosine schedule, batch 64, 15 epochs, gradient norm clipped at 5. The paper
   trained with SGD and its own schedule, which is not reproduced.
 - Word-KD: NLL weight 0.5, KD weight 0.5, temperature 1, both averaged over real tokens; the KL form of the
   KD term (same gradient as the cross-entropy).
