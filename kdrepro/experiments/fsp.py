@@ -60,7 +60,7 @@ PROFILES = {
                       student=SMALL_STUDENT, pairs=STAGES, hint=("layer2", "layer2"),
                       teacher_recipe=replace(CPU_RECIPE, epochs=1), init_recipe=replace(INIT_RECIPE, epochs=1),
                       student_recipe=replace(CPU_RECIPE, epochs=3)),
-    "cpu": Protocol("fashion_mnist", train_size=3000, val_size=2000, seeds=(0, 1, 2), teacher=SMALL_TEACHER,
+    "cpu": Protocol("fashion_mnist", train_size=2000, val_size=1000, seeds=(0, 1, 2), teacher=SMALL_TEACHER,
                     student=SMALL_STUDENT, pairs=STAGES, hint=("layer2", "layer2"), teacher_recipe=CPU_RECIPE,
                     init_recipe=INIT_RECIPE, student_recipe=CPU_RECIPE),
     "paper": Protocol("cifar10", train_size=None, val_size=5000, seeds=(0, 1, 2), teacher="resnet26",
@@ -256,7 +256,7 @@ def _name(architecture: str | dict) -> str:
 
 
 DEPARTURES = """
-- Data and scale (profile `cpu`): Fashion-MNIST, 3,000 training images (2,000 more held out for the curves), a
+- Data and scale (profile `cpu`): Fashion-MNIST, 2,000 training images (1,000 more held out for the curves), a
   ResNet-14 teacher and a ResNet-8 student both 8-8-16-32 wide, 9 epochs, instead of CIFAR-10 with ResNet-26 and
   ResNet-8 for 64k iterations. Profile `paper` runs CIFAR-10 ResNet-26 -> ResNet-8 with the paper's schedule.
 - Stage 1 (FSP or FitNets hints) runs 3 epochs of Adam at learning rate 1e-3 here (30 epochs in profile `paper`,

@@ -63,7 +63,7 @@ PROFILES = {
                       per_class=4, metric_recipe=replace(METRIC_RECIPE, epochs=2), metric_weights=(1.0, 2.0),
                       classifier_recipe=replace(CLASSIFIER_RECIPE, epochs=2), temperature=4.0, hard_weight=0.1,
                       classifier_weights=(25.0, 50.0)),
-    "cpu": Protocol("fashion_mnist", train_size=4000, val_size=1000, seeds=(0, 1, 2), train_classes=(0, 1, 2, 3, 4),
+    "cpu": Protocol("fashion_mnist", train_size=2500, val_size=500, seeds=(0, 1, 2), train_classes=(0, 1, 2, 3, 4),
                     teacher=SMALL_TEACHER, student=SMALL_STUDENT, teacher_dim=64, student_dim=16, margin=0.2,
                     per_class=4, metric_recipe=METRIC_RECIPE, metric_weights=(1.0, 2.0),
                     classifier_recipe=CLASSIFIER_RECIPE, temperature=4.0, hard_weight=0.1,
@@ -306,7 +306,7 @@ def _principal_plane(points: Tensor) -> Tensor:
 
 DEPARTURES = """
 - Data (profile `cpu`): Fashion-MNIST instead of CUB-200-2011 / Cars 196 / Stanford Online Products. Metric
-  learning trains on classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat) of a 4,000-image training draw and
+  learning trains on classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat) of a 2,500-image training draw and
   measures Recall@K on the 5,000 test images of classes 5-9, which it never saw. Profile `paper` uses CIFAR-100's
   first and last 50 classes the same way: reading CUB-200-2011 is not implemented.
 - Networks (profile `cpu`): teacher ResNet-14 (8-8-16-32) with a 64-d embedding, students ResNet-8 (8-8-16-32) with
@@ -319,7 +319,7 @@ DEPARTURES = """
   arm, teacher included (the paper: Adam 1e-4 on pretrained networks).
 - RKD losses are averaged over all N^2 pairs and N^3 triplets (the authors' code); lambda_D = 1, lambda_A = 2 for
   metric learning, 25 and 50 for classification, as in the paper.
-- Classification (profile `cpu`): ResNet-14 -> ResNet-8 on Fashion-MNIST, 4,000 images, 8 epochs, SGD 0.05 cosine,
+- Classification (profile `cpu`): ResNet-14 -> ResNet-8 on Fashion-MNIST, 2,500 images, 8 epochs, SGD 0.05 cosine,
   weight decay 5e-4; KD at T = 4 with weight 0.9 on the soft term and 0.1 on the hard labels (RepDistiller's
   setting), the RKD term on the pooled 32-d features. The paper's own CIFAR-100 KD settings were not found.
 - Every number is the last epoch's, never the best epoch's.
