@@ -17,7 +17,7 @@ from kdrepro.translation import generate
 @pytest.fixture
 def tiny_paper_profile(monkeypatch, data_dir, isolated):
     """A WMT-like folder (train/dev/test, .en and .de, one sentence a line) written from the generated task."""
-    corpus = generate(seed=3, train_size=80, val_size=8, test_size=12, references=1)
+    corpus = generate(seed=3, train_size=48, val_size=6, test_size=10, references=1)
     folder = data_dir / "wmt14_en_de"
     folder.mkdir()
     for split, part in (("train", corpus.train), ("dev", corpus.val), ("test", corpus.test)):
@@ -25,7 +25,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
             (folder / f"{split}.{language}").write_text("".join(" ".join(s) + "\n" for s in sentences))
     paper = seqkd.PROFILES["paper"]
     tiny = replace(paper, seeds=(0, 1), teacher=(2, 16), student=(1, 8), teacher_embedding=8, student_embedding=8,
-                   recipe=replace(paper.recipe, epochs=2, batch_size=32), sweep_beams=(1, 2, 5), max_len=14)
+                   recipe=replace(paper.recipe, epochs=2, batch_size=32), sweep_beams=(1, 5), max_len=14)
     monkeypatch.setitem(seqkd.PROFILES, "paper", tiny)
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     return tiny
@@ -34,7 +34,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment("seqkd", "paper")
     run = seqkd.SeqKD(exp, seqkd.load(exp.protocol))
-    assert run.data.name == "wmt14_en_de" and len(run.data.train) == 80 and exp.protocol.inter_beam == 35
+    assert run.data.name == "wmt14_en_de" and len(run.data.train) == 48 and exp.protocol.inter_beam == 35
     for seed in exp.protocol.seeds:
         run.teacher_arm(seed)
         for arm in seqkd.ARMS:
@@ -42,7 +42,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     runs = exp.runs
     assert set(runs.groupby("arm")["seed"].count()) == {2}
     arms = runs[runs["arm"].isin(["teacher", *seqkd.ARMS])]
-    assert len(arms) == 12 and arms[["bleu_beam1", "bleu_beam2", "bleu_beam5"]].stack().between(0, 100).all()
+    assert len(arms) == 12 and arms[["bleu_beam1", "bleu_beam5"]].stack().between(0, 100).all()
     assert (arms["tokens_per_s_beam5"] > 0).all() and "nrefs:1" in arms["bleu_signature"].iloc[0]
     assert len(list((isolated / "cache" / "runs").glob("seqkd-teacher-outputs-seed*.json"))) == 2
     table = seqkd.results_table(runs, exp.protocol)
@@ -63,7 +63,7 @@ def test_the_teachers_outputs_are_served_from_the_cache(tiny_paper_profile, isol
     models = sorted(p.name for p in (isolated / "cache" / "models").iterdir())
     again = seqkd.SeqKD(Experiment("seqkd", "paper"), seqkd.load(exp.protocol)).outputs(0)
     assert again == first and sorted(p.name for p in (isolated / "cache" / "models").iterdir()) == models
-    assert len(first["seqkd"]) == len(first["seqinter"]) == 80
+    assert len(first["seqkd"]) == len(first["seqinter"]) == 48
 
 
 def test_with_a_beam_of_one_both_distilled_targets_are_the_greedy_translation(tiny_paper_profile, isolated):
