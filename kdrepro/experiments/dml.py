@@ -55,7 +55,7 @@ PROFILES = {
     "smoke": Protocol("fashion_mnist", train_size=512, val_size=500, test_size=1000, seeds=(0,),
                       network_a=SMALL_RESNET, network_b=SMALL_WRN, recipe=replace(CPU_RECIPE, epochs=1),
                       noise_sigmas=(0.02,), noise_sigma=0.02, noise_draws=1, noise_images=256),
-    "cpu": Protocol("fashion_mnist", train_size=3000, val_size=5000, test_size=None, seeds=(0, 1, 2),
+    "cpu": Protocol("fashion_mnist", train_size=2000, val_size=5000, test_size=None, seeds=(0, 1, 2),
                     network_a=SMALL_RESNET, network_b=SMALL_WRN, recipe=CPU_RECIPE, noise_sigmas=(0.01, 0.02, 0.04),
                     noise_sigma=0.02, noise_draws=3, noise_images=2000),
     "paper": Protocol("cifar100", train_size=None, val_size=0, test_size=None, seeds=(0, 1, 2), network_a="resnet32",
@@ -302,7 +302,7 @@ def plot_arms(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
 
 
 DEPARTURES = """
-- Data and scale (profile `cpu`): Fashion-MNIST, 3,000 training images, 8 epochs, and two small networks of
+- Data and scale (profile `cpu`): Fashion-MNIST, 2,000 training images, 8 epochs, and two small networks of
   about the same cost, a CIFAR-style ResNet-8 (widths 8-8-16-32) and a WRN-10-1 (base width 8), instead of
   CIFAR-100 with ResNet-32, MobileNet, InceptionV1 and WRN-28-10. Profile `paper` runs CIFAR-100 with ResNet-32
   and WRN-28-10 (MobileNet and InceptionV1 are not in `kdrepro.models`).
