@@ -106,3 +106,11 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     claims = json.loads((folder / "claims.json").read_text())
     assert len(claims) == len(fsp.CLAIMS) and all(c["seeds"] == 2 for c in claims)
     assert (folder / "figures" / "curves.png").stat().st_size > 1000
+
+
+def test_a_test_size_evaluates_on_a_fixed_slice_of_the_test_set(tiny_paper_profile, isolated, monkeypatch):
+    monkeypatch.setitem(fsp.PROFILES, "paper", replace(tiny_paper_profile, test_size=7))
+    exp = Experiment("fsp", "paper", "cpu")
+    data = fsp.load(exp.protocol)
+    run = fsp.FSP(exp, data)
+    assert torch.equal(run.data.test.y, data.test.y[:7]) and len(run.data.train) == len(data.train)

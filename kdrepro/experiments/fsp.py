@@ -41,6 +41,7 @@ class Protocol:
     init_recipe: Recipe             # stage 1: FSP matrices, or FitNets hints
     student_recipe: Recipe          # stage 2 of both initialisations, and the scratch student
     fraction: float = 1 / 3         # the short schedule of the fast-optimisation claim
+    test_size: int | None = None    # evaluate on the first test_size test images (None: all of them)
     download: bool = False
 
 
@@ -56,7 +57,7 @@ PAPER_RECIPE = Recipe(epochs=164, lr=0.1, schedule="step", milestones=(82, 123),
                       flip=True)
 
 PROFILES = {
-    "smoke": Protocol("fashion_mnist", train_size=512, val_size=256, seeds=(0,), teacher=SMALL_TEACHER,
+    "smoke": Protocol("fashion_mnist", train_size=512, val_size=256, test_size=1000, seeds=(0,), teacher=SMALL_TEACHER,
                       student=SMALL_STUDENT, pairs=STAGES, hint=("layer2", "layer2"),
                       teacher_recipe=replace(CPU_RECIPE, epochs=1), init_recipe=replace(INIT_RECIPE, epochs=1),
                       student_recipe=replace(CPU_RECIPE, epochs=3)),
@@ -99,6 +100,8 @@ class FSP:
 
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
+        if self.protocol.test_size is not None:  # smoke: evaluation would otherwise outweigh its seconds of training
+            data = replace(data, test=data.test.subset(torch.arange(self.protocol.test_size)))
         self.data = data.to(experiment.device)
         self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
 

@@ -46,6 +46,7 @@ class Protocol:
     temperature: float              # Hinton KD in the classification arms
     hard_weight: float
     classifier_weights: tuple[float, float]  # (lambda_D, lambda_A) for classification: 25 and 50
+    test_size: int | None = None    # evaluate on the first test_size test images (None: all of them)
     download: bool = False
 
 
@@ -58,7 +59,8 @@ BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", m
                           weight_decay=5e-4, crop_padding=4, flip=True)
 
 PROFILES = {
-    "smoke": Protocol("fashion_mnist", train_size=600, val_size=200, seeds=(0,), train_classes=(0, 1, 2, 3, 4),
+    "smoke": Protocol("fashion_mnist", train_size=600, val_size=200, test_size=1000, seeds=(0,),
+                      train_classes=(0, 1, 2, 3, 4),
                       teacher=SMALL_TEACHER, student=SMALL_STUDENT, teacher_dim=32, student_dim=8, margin=0.2,
                       per_class=4, metric_recipe=replace(METRIC_RECIPE, epochs=2), metric_weights=(1.0, 2.0),
                       classifier_recipe=replace(CLASSIFIER_RECIPE, epochs=2), temperature=4.0, hard_weight=0.1,
@@ -113,6 +115,8 @@ class RKD:
 
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
+        if self.protocol.test_size is not None:  # smoke: evaluation would otherwise outweigh its seconds of training
+            data = replace(data, test=data.test.subset(torch.arange(self.protocol.test_size)))
         self.data = data.to(experiment.device)
         self.metric_train, self.held_out = metric_splits(self.data, self.protocol.train_classes)
         self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
