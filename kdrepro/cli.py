@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "list":
+        width = max(len(paper_id) for paper_id in experiments.PAPERS)
         for paper in experiments.PAPERS.values():
-            print(f"{paper.id:<12} {paper.notebook:<28} {paper.transferred}/{paper.scheme:<8} "
+            print(f"{paper.id:<{width}}  {paper.notebook:<28} {f'{paper.transferred}/{paper.scheme}':<17} "
                   f"profiles: {', '.join(experiments.profiles(paper.id))}")
         return
     if args.command == "report":

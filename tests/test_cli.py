@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from kdrepro import cli
+from kdrepro import cli, experiments
 
 
 def test_list_names_every_paper_and_its_profiles(capsys):
@@ -22,10 +24,12 @@ def test_an_unknown_profile_lists_the_valid_ones():
 def fake_papermill(monkeypatch, calls, fail=False):
     import papermill
 
+    papers = {paper.notebook: paper.id for paper in experiments.PAPERS.values()}
+
     def execute_notebook(source, output, parameters, **kwargs):
         calls.append(parameters["profile"])
         output.write_text("{}")
-        (output.parent / "hinton_kd").mkdir(exist_ok=True)  # what the notebook's Experiment.save publishes
+        (output.parent / papers[Path(source).name]).mkdir(exist_ok=True)  # what Experiment.save publishes
         if fail:
             raise KeyboardInterrupt
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
@@ -40,13 +44,14 @@ def test_reproduce_skips_papers_already_done_and_resumes_after_an_interruption(i
 
     fake_papermill(monkeypatch, calls)
     cli.main(["reproduce", "--profile", "smoke"])
-    assert cli.executed_notebook("hinton_kd", "smoke").exists()
+    assert all(cli.executed_notebook(paper_id, "smoke").exists() for paper_id in experiments.PAPERS)
     cli.main(["reproduce", "--profile", "smoke"])
-    assert calls == ["smoke", "smoke"]
+    papers = len(experiments.PAPERS)
+    assert calls == ["smoke"] * (1 + papers)     # the interrupted one, then each paper once; the rerun skips all
     out = capsys.readouterr().out
     assert "already done" in out and "claims reproduced; summary in" in out
     cli.main(["reproduce", "--profile", "smoke", "--force"])
-    assert len(calls) == 3
+    assert len(calls) == 1 + 2 * papers
 
 
 def test_a_notebook_that_publishes_nothing_is_an_error(isolated, monkeypatch):

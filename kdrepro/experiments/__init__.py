@@ -19,10 +19,6 @@ class Paper:
 PAPERS = {
     "hinton_kd": Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
                        "01_hinton_kd.ipynb", transferred="response", scheme="offline"),
-    "dml": Paper("dml", "Zhang, Xiang, Hospedales & Lu 2018: Deep Mutual Learning", "06_dml.ipynb",
-                 transferred="response", scheme="online"),
-    "born_again": Paper("born_again", "Furlanello, Lipton, Tschannen, Itti & Anandkumar 2018: Born-Again Neural "
-                        "Networks", "07_born_again.ipynb", transferred="response", scheme="self"),
     "fitnets": Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets", "02_fitnets.ipynb",
                      transferred="feature", scheme="offline"),
     "attention_transfer": Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
@@ -31,6 +27,10 @@ PAPERS = {
                  transferred="relation", scheme="offline"),
     "rkd": Paper("rkd", "Park, Kim, Lu & Cho 2019: Relational Knowledge Distillation", "05_rkd.ipynb",
                  transferred="relation", scheme="offline"),
+    "dml": Paper("dml", "Zhang, Xiang, Hospedales & Lu 2018: Deep Mutual Learning", "06_dml.ipynb",
+                 transferred="response", scheme="online"),
+    "born_again": Paper("born_again", "Furlanello, Lipton, Tschannen, Itti & Anandkumar 2018: Born-Again Neural "
+                        "Networks", "07_born_again.ipynb", transferred="response", scheme="self"),
     "seqkd": Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation", "08_seqkd.ipynb",
                    transferred="sequence", scheme="offline"),
 }
