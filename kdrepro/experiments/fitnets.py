@@ -244,8 +244,8 @@ DEPARTURES = """
   paper: RMSProp, learning rate 0.005), the same for every student arm (0.05 for the teacher; at 0.05 the
   thin-deep student's loss became NaN in its first epoch).
 - The hint loss is averaged over the hint's elements instead of summed as in eq. 3: the same minimiser, but a sum
-  over 12,544 elements needs an SGD learning rate about ten thousand times smaller (the paper's RMSProp is blind to
-  that scale).
+  over the hint's 3,136 elements (64 x 7 x 7) needs an SGD learning rate thousands of times smaller (the paper's
+  RMSProp is blind to that scale).
 - Budget: the FitNet's two stages share the other arms' epochs (5 of hints, 15 of KD), so no arm trains longer.
 - KD (the KD arm and the FitNet's stage 2 alike): the paper's H(y, P_S) + lambda H(P_T^tau, P_S^tau) with tau = 3
   and lambda fixed at 2.5, the mean of its linear decay from 4 to 1, written in the package's T^2-scaled form:
