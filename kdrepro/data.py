@@ -83,6 +83,13 @@ class Data:
             return Split(split.x.to(device), split.y.to(device))
         return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
+    def first_test(self, size: int | None) -> Data:
+        """Only the first `size` test images (None: all of them): smoke runs, whose seconds of training an
+        evaluation on the whole test set would outweigh."""
+        if size is None:
+            return self
+        return replace(self, test=self.test.subset(torch.arange(min(size, len(self.test)))))
+
     def resized(self, size: int) -> Data:
         """Every image resized to size x size by area averaging (28 -> 14: each pixel the mean of a 2x2 block):
         the same task at a quarter of a convolutional network's cost."""

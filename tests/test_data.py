@@ -154,3 +154,10 @@ def test_resized_images_are_the_means_of_pixel_blocks():
     small = Data("toy", split, split, split, ("a",)).resized(2)
     assert small.test.x.view(2, 2).tolist() == [[2.5, 4.5], [10.5, 12.5]]
     assert small.input_shape == (1, 2, 2)
+
+
+def test_first_test_keeps_the_first_test_images_only():
+    split = Split(torch.arange(5.0).view(5, 1, 1, 1), torch.arange(5))
+    data = Data("toy", split, split, split, ("a",))
+    assert data.first_test(2).test.y.tolist() == [0, 1] and len(data.first_test(2).train) == 5
+    assert data.first_test(None) is data and len(data.first_test(9).test) == 5

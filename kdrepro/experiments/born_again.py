@@ -65,11 +65,8 @@ CLAIMS = [
 
 
 def load(protocol: Protocol) -> Data:
-    data = load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
-                     download=protocol.download)
-    if protocol.test_size is None:
-        return data
-    return replace(data, test=data.test.subset(torch.arange(protocol.test_size)))
+    return load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
+                     download=protocol.download).first_test(protocol.test_size)
 
 
 class BornAgainNetworks:

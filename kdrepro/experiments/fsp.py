@@ -100,9 +100,7 @@ class FSP:
 
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
-        if self.protocol.test_size is not None:  # smoke: evaluation would otherwise outweigh its seconds of training
-            data = replace(data, test=data.test.subset(torch.arange(self.protocol.test_size)))
-        self.data = data.to(experiment.device)
+        self.data = data.first_test(self.protocol.test_size).to(experiment.device)
         self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
 
     def _build(self, architecture: str | dict, seed: int) -> nn.Module:

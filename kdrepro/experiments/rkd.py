@@ -115,9 +115,7 @@ class RKD:
 
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
-        if self.protocol.test_size is not None:  # smoke: evaluation would otherwise outweigh its seconds of training
-            data = replace(data, test=data.test.subset(torch.arange(self.protocol.test_size)))
-        self.data = data.to(experiment.device)
+        self.data = data.first_test(self.protocol.test_size).to(experiment.device)
         self.metric_train, self.held_out = metric_splits(self.data, self.protocol.train_classes)
         self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
         self.sampler = partial(class_balanced_batches, per_class=self.protocol.per_class)

@@ -3,7 +3,7 @@ student arms run through the experiment's cache with the same recipe and seed pa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import pandas as pd
@@ -41,9 +41,7 @@ def load(pair: Pair) -> Data:
     data = load_data(pair.dataset, train_size=pair.train_size, val_size=pair.val_size, download=pair.download)
     if pair.image_size is not None:
         data = data.resized(pair.image_size)
-    if pair.test_size is not None:
-        data = replace(data, test=data.test.subset(torch.arange(min(pair.test_size, len(data.test)))))
-    return data
+    return data.first_test(pair.test_size)
 
 
 def describe(architecture: str | dict) -> str:
