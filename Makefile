@@ -3,6 +3,8 @@
 
 PROFILE ?= cpu
 PAPERS ?=
+# two notebooks at once, one thread each: on two cores that beats one notebook on two threads for small networks
+JOBS ?= 2
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -11,13 +13,13 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 .PHONY: reproduce test bench report list clean env data
 
 reproduce: env data ## run every notebook on $(PROFILE) (resumes where it stopped), then the summary
-	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) $(if $(PAPERS),--papers $(PAPERS))
+	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPERS),--papers $(PAPERS))
 
 test: env data ## unit tests, then every notebook under nbval on the smoke profile
 	$(PYTHON) -m pytest tests
 	KDREPRO_PROFILE=smoke $(PYTHON) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-bench: env data ## training throughput and notebook wall times, written to results/bench.md
+bench: env data ## KD training throughput, notebook wall times and Seq-KD decoding speed, written to results/bench.md
 	$(PYTHON) benchmarks/bench.py
 
 report: env ## rebuild the summary of $(PROFILE) from results/

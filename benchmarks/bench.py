@@ -1,14 +1,18 @@
 """`make bench`: the speed figures, printed and written to results/bench.md.
 
-1. Offline KD training throughput, kdrepro's loop (in-memory tensors, teacher logits computed once) against a
-   conventional PyTorch loop (a torchvision dataset through a DataLoader, the teacher's forward at every step):
-   same models, data and steps, measured side by side, median of repeats.
-2. Each notebook's wall time: the `cpu` profile from its last `make reproduce` (provenance), the `smoke`
-   profile measured now through papermill.
+1. Offline KD training throughput: kdrepro's loop (`fit` on in-memory tensors, the teacher's logits computed
+   once, their cost included) against the conventional PyTorch loop (benchmarks/conventional.py: torchvision's
+   FashionMNIST through a DataLoader, the teacher at every step). Same models, data, steps and optimiser,
+   measured side by side in interleaved repeats; medians.
+2. Each notebook's wall time on the `cpu` profile in its last `make reproduce` (its provenance.json).
+3. Seq-KD decoding speed: greedy and beam search, teacher and student of the seqkd `cpu` profile.
+
+Everything is measured on the CPU, and again on the GPU when there is one.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
@@ -16,101 +20,220 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
+from unittest import mock
 
+import conventional
 import torch
+from torch import Tensor
 
 from kdrepro import experiments
-from kdrepro.data import load_data, load_raw
-from kdrepro.losses.response import hinton_loss
-from kdrepro.models import mlp
-from kdrepro.paths import notebooks_dir, results_dir
+from kdrepro.data import DEBIAN_FASHION_MNIST, Split
+from kdrepro.experiments import seqkd
+from kdrepro.models import build, count_parameters
+from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, device_description, markdown_table
 from kdrepro.schemes import ResponseDistillation, teacher_logits
+from kdrepro.seq2seq import EOS, PAD, Seq2Seq, beam_search, greedy
 from kdrepro.train import Recipe, fit
 
-EPOCHS, STEPS_PER_EPOCH, BATCH, REPEATS = 3, 50, 128, 3
-IMAGES = STEPS_PER_EPOCH * BATCH
+TEACHER = {"family": "resnet", "depth": 20, "channels": (16, 16, 32, 64)}  # CIFAR's resnet20
+STUDENT = {"family": "resnet", "depth": 8, "channels": (8, 8, 16, 32)}
+BATCH, STEPS_PER_EPOCH, EPOCHS, REPEATS = 128, 8, 10, 3
+IMAGES, VAL_SIZE = BATCH * STEPS_PER_EPOCH, 5000
+TEMPERATURE, HARD_WEIGHT, LR = 4.0, 0.1, 0.05
+RECIPE = Recipe(epochs=EPOCHS, batch_size=BATCH, lr=LR, schedule="constant")  # the conventional loop's optimiser
+BEAM = seqkd.PROFILES["cpu"].beam
+
+Section = tuple[str, list[dict[str, object]], str]  # title, table rows, a note under the table
+T = TypeVar("T")
 
 
-def kdrepro_loop(data, teacher, student) -> float:
-    """Images per second of `fit` with the teacher's logits computed once (their cost included)."""
-    train = data.train.subset(torch.arange(IMAGES))
+def devices() -> list[torch.device]:
+    return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+def device_name(device: torch.device) -> str:
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
+
+
+def timed(run: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    """Seconds `run` takes, waiting for the GPU's queued work to finish, and what it returned."""
     started = time.perf_counter()
-    targets = teacher_logits(teacher, train.x)
-    fit(student, ResponseDistillation(targets, 4.0, 0.1), train, Recipe(epochs=EPOCHS, batch_size=BATCH, lr=0.05),
-        seed=0, progress_seconds=None)
-    return EPOCHS * IMAGES / (time.perf_counter() - started)
+    result = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started, result
 
 
-def conventional_loop(raw, teacher, student) -> float:
-    """Images per second of the usual loop: per-item dataset access, a DataLoader, the teacher at every step."""
-    from torch.utils.data import DataLoader, Dataset
+# --- 1. offline KD training throughput ----------------------------------------------------------------------------
 
-    class Images(Dataset):
-        def __init__(self, x, y):
-            self.x, self.y = x, y
-
-        def __len__(self):
-            return IMAGES
-
-        def __getitem__(self, i):
-            return (self.x[i].float() / 255 - 0.286) / 0.353, self.y[i]
-
-    loader = DataLoader(Images(raw.x_train, raw.y_train), batch_size=BATCH, shuffle=True)
-    optimizer = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9)
-    teacher.eval()
-    started = time.perf_counter()
-    for _ in range(EPOCHS):
-        for x, y in loader:
-            with torch.no_grad():
-                t = teacher(x)
-            loss = hinton_loss(student(x), t, y, 4.0, 0.1)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return EPOCHS * IMAGES / (time.perf_counter() - started)
+def kdrepro_loop(train: Split, teacher, student, device: torch.device) -> float:
+    """Train with the teacher's logits computed once; the seconds those logits took."""
+    seconds, targets = timed(lambda: teacher_logits(teacher, train.x), device)
+    fit(student, ResponseDistillation(targets, TEMPERATURE, HARD_WEIGHT), train, RECIPE, seed=0, progress_seconds=None)
+    return seconds
 
 
-def throughput() -> list[dict[str, object]]:
-    data, raw = load_data("fashion_mnist", val_size=5000), load_raw("fashion_mnist")
-    teacher = mlp(data.input_shape, (800, 800), 10).eval()
-    ours, theirs = [], []
-    for _ in range(REPEATS):
-        ours.append(kdrepro_loop(data, teacher, mlp(data.input_shape, (300, 300), 10)))
-        theirs.append(conventional_loop(raw, teacher, mlp(data.input_shape, (300, 300), 10)))
-    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
-    return [{"loop": "conventional (DataLoader, teacher every step)", "images/s (median)": f"{theirs_median:,.0f}",
-             "ratio": "1.00"},
-            {"loop": "kdrepro (tensors in memory, teacher logits once)", "images/s (median)": f"{ours_median:,.0f}",
-             "ratio": f"{ours_median / theirs_median:.2f}"}]
+def conventional_loop(dataset, teacher, student, device: torch.device) -> None:
+    """Train with the teacher run on every batch read through the DataLoader."""
+    conventional.distil(student, teacher, conventional.loader(dataset, BATCH, seed=0), epochs=EPOCHS, lr=LR,
+                        temperature=TEMPERATURE, hard_weight=HARD_WEIGHT, device=device)
 
 
-def notebook_times() -> list[dict[str, object]]:
-    import papermill
-    rows = []
+def throughput_on(device: torch.device, train: Split, dataset) -> dict[str, list[float]]:
+    """Seconds of each loop per repeat, and of kdrepro's teacher logits, the loops interleaved (their order
+    alternated) so that a change in the machine's load touches both; each repeat trains a copy of one student."""
+    torch.manual_seed(0)
+    teacher, student = build(TEACHER, 10, 1).to(device), build(STUDENT, 10, 1).to(device)
+    train = Split(train.x.to(device), train.y.to(device))
+    loops = {"kdrepro": lambda: kdrepro_loop(train, teacher, copy.deepcopy(student), device),
+             "conventional": lambda: conventional_loop(dataset, teacher, copy.deepcopy(student), device)}
+    seconds: dict[str, list[float]] = {"kdrepro": [], "conventional": [], "teacher logits": []}
+    for repeat in range(REPEATS):
+        for name in (list(loops) if repeat % 2 == 0 else list(loops)[::-1]):
+            total, teacher_seconds = timed(loops[name], device)
+            seconds[name].append(total)
+            if name == "kdrepro":
+                seconds["teacher logits"].append(teacher_seconds)
+        print(f"  repeat {repeat + 1}: kdrepro {seconds['kdrepro'][-1]:.2f} s, "
+              f"conventional {seconds['conventional'][-1]:.2f} s", file=sys.stderr)
+    return seconds
+
+
+def summarise(device: torch.device, seconds: dict[str, list[float]]) -> tuple[list[dict[str, object]], str]:
+    """The table's rows for one device, and a sentence on the speed-up's ceiling there."""
+    median = {name: statistics.median(runs) for name, runs in seconds.items()}
+    rows = [{"device": device_name(device), "loop": what, "seconds (median)": f"{median[name]:.2f}",
+             "images/s (median)": f"{EPOCHS * IMAGES / median[name]:,.0f}",
+             "speed-up": f"{median['conventional'] / median[name]:.2f}x"}
+            for name, what in (("conventional", "conventional (torchvision + DataLoader, teacher every step)"),
+                               ("kdrepro", "kdrepro `fit` (tensors in memory, teacher logits once)"))]
+    training = median["kdrepro"] - median["teacher logits"]
+    ceiling = (f"on {device_name(device)}, {median['teacher logits']:.2f} s of kdrepro's {median['kdrepro']:.2f} s "
+               "are the teacher's logits; with that cost spread over ever more epochs the speed-up would approach "
+               f"{median['conventional'] / training:.2f}x")
+    return rows, ceiling
+
+
+def throughput() -> Section:
+    rows, ceilings = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = conventional.torchvision_root(DEBIAN_FASHION_MNIST, Path(scratch))
+        with mock.patch.dict(os.environ, {"KDREPRO_DATA": str(root)}):  # kdrepro reads the very same files
+            data, dataset = conventional.same_data(root, IMAGES, VAL_SIZE)
+            for device in devices():
+                print(f"training throughput on {device_name(device)}...", file=sys.stderr)
+                device_rows, ceiling = summarise(device, throughput_on(device, data.train, dataset))
+                rows += device_rows
+                ceilings.append(ceiling)
+    title = (f"Offline KD training throughput: teacher resnet20 (16-16-32-64, "
+             f"{count_parameters(build(TEACHER, 10, 1)):,} parameters) -> student resnet8 (8-8-16-32, "
+             f"{count_parameters(build(STUDENT, 10, 1)):,} parameters), Fashion-MNIST 28x28, {EPOCHS} epochs of "
+             f"{STEPS_PER_EPOCH} steps of {BATCH} images, median of {REPEATS}")
+    note = (f"Both loops train the same initial student on the same {IMAGES:,} training images (kdrepro's "
+            "`load_data` split), normalised by those images' mean and std, with SGD (momentum 0.9, constant lr "
+            f"{LR}) on Hinton's loss (T = {TEMPERATURE:g}, hard-label weight {HARD_WEIGHT}); tests/test_bench.py "
+            "checks that they compute the same loss at every step. kdrepro's time includes the teacher's logits for "
+            "every training image, computed once; the conventional loop reads each image through torchvision "
+            "(PIL -> ToTensor -> Normalize) and a DataLoader in the main process (num_workers=0: on two cores a "
+            "worker process would take the core the model computes on) and runs the teacher at every step. The "
+            "weights are untrained: the cost does not depend on them. The student's own steps cost the same in "
+            "both loops, which caps the speed-up: " + "; ".join(ceilings) + ".")
+    return title, rows, note
+
+
+# --- 2. notebook wall times -----------------------------------------------------------------------------------------
+
+def notebook_times() -> Section:
+    rows, total = [], 0.0
     for paper in experiments.PAPERS.values():
         provenance = results_dir() / "cpu" / paper.id / "provenance.json"
-        cpu = f"{json.loads(provenance.read_text())['wall_seconds']:.0f} s" if provenance.exists() else "not run"
-        os.environ["KDREPRO_PROFILE"] = "smoke"
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as scratch:
-            papermill.execute_notebook(notebooks_dir() / paper.notebook, Path(scratch) / "out.ipynb",
-                                       parameters={"profile": "smoke"}, kernel_name="python3", progress_bar=False,
-                                       cwd=notebooks_dir())
-        rows.append({"notebook": paper.notebook, "cpu profile (last reproduce)": cpu,
-                     "smoke profile (now, kernel start included)": f"{time.perf_counter() - started:.0f} s"})
+        if not provenance.exists():
+            rows.append({"notebook": paper.notebook, "wall time": "not run", "torch threads": "", "finished (UTC)": ""})
+            continue
+        record = json.loads(provenance.read_text())
+        total += record["wall_seconds"]
+        rows.append({"notebook": paper.notebook, "wall time": f"{record['wall_seconds']:.0f} s",
+                     "torch threads": record.get("torch_threads", ""),
+                     "finished (UTC)": record.get("finished_utc", "")})
+    rows.append({"notebook": "**total**", "wall time": f"**{total:.0f} s ({total / 60:.1f} min)**",
+                 "torch threads": "", "finished (UTC)": ""})
+    return ("Notebook wall time, `cpu` profile (the last `make reproduce`)", rows,
+            "From each paper's results/cpu/<paper>/provenance.json.")
+
+
+# --- 3. Seq-KD decoding speed ---------------------------------------------------------------------------------------
+
+class WithoutEnd(Seq2Seq):
+    """A Seq2Seq that never produces EOS: every output is `max_len` words whatever the weights, so the decoding
+    cost measured does not hinge on when an (untrained) model happens to stop."""
+
+    def step(self, previous: Tensor, state, encoded):
+        log_probs, state = super().step(previous, state, encoded)
+        return log_probs.index_fill(1, torch.tensor([EOS], device=log_probs.device), float("-inf")), state
+
+
+def seqkd_models(data, protocol: seqkd.Protocol, device: torch.device) -> dict[str, Seq2Seq]:
+    """Untrained teacher and student of the seqkd experiment's architectures (as SeqKD._build makes them)."""
+    models = {}
+    for role, (layers, hidden), embedding, dropout in (
+            ("teacher", protocol.teacher, protocol.teacher_embedding, protocol.dropout),
+            ("student", protocol.student, protocol.student_embedding, 0.0)):
+        torch.manual_seed(0)
+        models[f"{role} {layers}x{hidden}"] = WithoutEnd(len(data.source_vocab), len(data.target_vocab), layers,
+                                                         hidden, embedding, dropout).to(device)
+    return models
+
+
+def decode(model: Seq2Seq, sources: Tensor, beam: int, max_len: int) -> int:
+    """Target words produced for every source (the best hypothesis of a beam), as SeqKD.translate decodes."""
+    tokens = greedy(model, sources, max_len) if beam == 1 else beam_search(model, sources, beam, max_len)[0][:, 0]
+    return int((tokens != PAD).sum())
+
+
+def decoding_on(device: torch.device, data, protocol: seqkd.Protocol) -> list[dict[str, object]]:
+    """Each model decoding greedily and with the profile's beam, in turn, REPEATS times; median speeds."""
+    sources = data.sources(data.test).to(device)
+    models = seqkd_models(data, protocol, device)
+    speeds: dict[tuple[str, int], list[float]] = {(name, beam): [] for name in models for beam in (1, BEAM)}
+    for _ in range(REPEATS):
+        for name, beam in speeds:
+            seconds, words = timed(lambda: decode(models[name], sources, beam, protocol.max_len), device)
+            speeds[name, beam].append(words / seconds)
+    rows = []
+    for name, model in models.items():
+        fast, slow = statistics.median(speeds[name, 1]), statistics.median(speeds[name, BEAM])
+        rows.append({"device": device_name(device), "model": name, "parameters": f"{count_parameters(model):,}",
+                     "greedy (tokens/s)": f"{fast:,.0f}", f"beam {BEAM} (tokens/s)": f"{slow:,.0f}",
+                     f"greedy / beam {BEAM}": f"{fast / slow:.1f}x"})
     return rows
 
 
+def decoding() -> Section:
+    protocol = seqkd.PROFILES["cpu"]
+    data = seqkd.load(protocol)
+    rows = []
+    for device in devices():
+        print(f"decoding speed on {device_name(device)}...", file=sys.stderr)
+        rows += decoding_on(device, data, protocol)
+    title = (f"Seq-KD decoding speed: target tokens per second, the seqkd `cpu` profile's {len(data.test)} test "
+             f"sources in one batch, median of {REPEATS}")
+    note = ("Untrained models of the profile's architectures and vocabularies, with the end of sentence forbidden so "
+            f"that every output is {protocol.max_len} words (the profile's cap): the cost of a decoding step does not "
+            "depend on the weights, only the number of steps does. Beam search counts the words of its best "
+            "hypothesis, as the notebook's speed column does.")
+    return title, rows, note
+
+
 def main() -> None:
-    sections = [("Offline KD training throughput (MLP 2x800 -> 2x300, Fashion-MNIST, "
-                 f"{EPOCHS} epochs of {STEPS_PER_EPOCH} steps of {BATCH}, median of {REPEATS})", throughput()),
-                ("Notebook wall time", notebook_times())]
+    started = time.perf_counter()
+    sections = [throughput(), notebook_times(), decoding()]
     text = f"# kdrepro benchmarks\n\n{device_description()}, {torch.get_num_threads()} torch threads.\n\n"
-    text += "\n".join(f"## {title}\n\n{markdown_table(rows)}" for title, rows in sections)
+    text += "\n".join(f"## {title}\n\n{markdown_table(rows)}\n{note}\n" for title, rows, note in sections)
     print(text)
     atomic_write_text(results_dir() / "bench.md", text)
-    print(f"written to {results_dir() / 'bench.md'}", file=sys.stderr)
+    print(f"written to {results_dir() / 'bench.md'} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

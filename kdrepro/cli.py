@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kdrepro import experiments
@@ -47,23 +52,73 @@ def run_paper(paper_id: str, profile: str) -> None:
     os.replace(partial, done)
 
 
-def reproduce(paper_ids: list[str], profile: str, force: bool) -> None:
+def last_wall_seconds(paper_id: str, profile: str) -> float:
+    """The paper's wall time at its last run (infinite when never run): `reproduce` starts the longest first."""
+    provenance = results_dir() / profile / paper_id / "provenance.json"
+    return json.loads(provenance.read_text())["wall_seconds"] if provenance.exists() else math.inf
+
+
+def paper_command(paper_id: str, profile: str) -> list[str]:
+    return [sys.executable, "-m", "kdrepro", "run", paper_id, "--profile", profile]
+
+
+def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
+    """Run the papers `jobs` at a time, each in its own process with cores / jobs threads: small networks use
+    two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper.
+    Returns the papers that failed; the others finish regardless."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    width = max(map(len, paper_ids))
+    lock = threading.Lock()
+
+    def say(text: str) -> None:
+        with lock:
+            print(text, flush=True)
+
+    def run_one(paper_id: str) -> bool:
+        say(f"{paper_id:<{width}} | started: {experiments.paper(paper_id).notebook} on profile {profile!r}, "
+            f"{threads} thread(s)")
+        began = time.perf_counter()
+        with subprocess.Popen(paper_command(paper_id, profile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=environment) as child:
+            for line in child.stdout:
+                say(f"{paper_id:<{width}} | {line.rstrip()}")
+        outcome = "done" if child.returncode == 0 else f"FAILED (exit status {child.returncode})"
+        say(f"{paper_id:<{width}} | {outcome} in {time.perf_counter() - began:.0f} s")
+        return child.returncode == 0
+
+    with ThreadPoolExecutor(jobs) as pool:
+        succeeded = list(pool.map(run_one, paper_ids))
+    return [paper_id for paper_id, ok in zip(paper_ids, succeeded) if not ok]
+
+
+def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) -> None:
     started = time.perf_counter()
-    for number, paper_id in enumerate(paper_ids, start=1):
+    todo = []
+    for paper_id in paper_ids:
         done = executed_notebook(paper_id, profile)
         if done.exists() and not force:
-            print(f"[{number}/{len(paper_ids)}] {paper_id}: already done ({done}); --force reruns it", flush=True)
-            continue
-        print(f"[{number}/{len(paper_ids)}] {paper_id}: running {experiments.paper(paper_id).notebook} "
-              f"on profile {profile!r}", flush=True)
-        paper_started = time.perf_counter()
-        run_paper(paper_id, profile)
-        print(f"[{number}/{len(paper_ids)}] {paper_id}: done in {time.perf_counter() - paper_started:.0f} s",
-              flush=True)
+            print(f"{paper_id}: already done ({done}); --force reruns it", flush=True)
+        else:
+            todo.append(paper_id)
+    failed = []
+    if jobs > 1 and len(todo) > 1:
+        print(f"reproduce: {len(todo)} papers, {jobs} at a time, longest first", flush=True)
+        failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)
+    else:
+        for number, paper_id in enumerate(todo, start=1):
+            print(f"[{number}/{len(todo)}] {paper_id}: running {experiments.paper(paper_id).notebook} "
+                  f"on profile {profile!r}", flush=True)
+            paper_started = time.perf_counter()
+            run_paper(paper_id, profile)
+            print(f"[{number}/{len(todo)}] {paper_id}: done in {time.perf_counter() - paper_started:.0f} s",
+                  flush=True)
     summary = build_summary(profile)
     counts = claim_counts(profile)
     print(f"reproduce: {time.perf_counter() - started:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
           f"claims reproduced; summary in {summary}")
+    if failed:
+        raise SystemExit(f"error: {', '.join(failed)} failed (see their output above); rerun to retry them")
 
 
 def parse_papers(text: str) -> list[str]:
@@ -84,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     repro = commands.add_parser("reproduce", help="run every paper not yet done, then build the summary")
     repro.add_argument("--papers", default="", help="comma-separated paper ids (default: all)")
     repro.add_argument("--force", action="store_true", help="rerun papers that are already done")
+    repro.add_argument("--jobs", type=int, default=1,
+                       help="papers run at once, each in its own process with cores / jobs threads (default 1)")
     report = commands.add_parser("report", help="rebuild the summary from results/")
     for sub in (run, repro, report):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
@@ -108,4 +165,6 @@ def main(argv: list[str] | None = None) -> None:
         run_paper(papers[0], args.profile)
         print(f"{papers[0]}: results in {executed_notebook(papers[0], args.profile).parent}")
     else:
-        reproduce(papers, args.profile, args.force)
+        if args.jobs < 1:
+            raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
+        reproduce(papers, args.profile, args.force, args.jobs)

@@ -97,3 +97,32 @@ def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isol
     published = {p.name for p in folder.iterdir()}
     assert {"README.md", "claims.json", "provenance.json", "table.csv", "runs.csv"} <= published
     assert all(v["verdict"] == "not evaluated" for v in json.loads((folder / "claims.json").read_text()))
+
+
+def test_parallel_reproduce_runs_papers_at_once_prefixes_their_output_and_reports_failures(isolated, monkeypatch,
+                                                                                            capsys):
+    import os
+    import sys
+
+    def paper_command(paper_id, profile):
+        folder = isolated / "results" / profile / paper_id
+        code = (f"import os, pathlib, sys, time; print('threads', os.environ['OMP_NUM_THREADS'], flush=True); "
+                f"time.sleep(0.5); folder = pathlib.Path({str(folder)!r}); folder.mkdir(parents=True); "
+                f"(folder / 'notebook.ipynb').write_text('{{}}'); sys.exit(3 if {paper_id!r} == 'fsp' else 0)")
+        return [sys.executable, "-c", code]
+    monkeypatch.setattr(cli, "paper_command", paper_command)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    with pytest.raises(SystemExit, match="error: fsp failed"):
+        cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd,fsp,dml", "--jobs", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "hinton_kd | threads 2" in lines and "fsp       | threads 2" in lines   # 4 cores / 2 jobs
+    assert "fsp       | FAILED (exit status 3)" in " ".join(lines)
+    first_done = next(i for i, line in enumerate(lines) if "| done in" in line or "| FAILED" in line)
+    assert sum("| started" in line for line in lines[:first_done]) == 2            # two ran at once
+    assert cli.executed_notebook("dml", "smoke").exists()                           # the others still finished
+    assert any("claims reproduced; summary in" in line for line in lines)
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(SystemExit, match="--jobs must be at least 1, got 0"):
+        cli.main(["reproduce", "--profile", "smoke", "--jobs", "0"])

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_cifar, write_idx, write_mnist_format
+from PIL import Image
+from tiny_profiles import cub_colour, write_cub
 
+from kdrepro.cub import load_cub, load_cub_raw
 from kdrepro.data import Data, DatasetNotFoundError, Split, batches, load_data, load_raw, read_idx
 
 
@@ -161,3 +164,63 @@ def test_first_test_keeps_the_first_test_images_only():
     data = Data("toy", split, split, split, ("a",))
     assert data.first_test(2).test.y.tolist() == [0, 1] and len(data.first_test(2).train) == 5
     assert data.first_test(None) is data and len(data.first_test(9).test) == 5
+
+
+# --- CUB-200-2011 ---------------------------------------------------------------------------------------------
+
+def colours(image_ids) -> torch.Tensor:
+    return torch.tensor([cub_colour(i) for i in image_ids])
+
+
+def test_cub_trains_on_species_1_to_100_and_holds_out_101_to_200(data_dir):
+    write_cub(data_dir, class_ids=(101, 1, 2, 102), per_class=3)  # a held-out species first in images.txt
+    raw = load_cub_raw(size=8)
+    assert raw.name == "cub200" and raw.x_train.dtype == torch.uint8
+    assert raw.x_train.shape == (6, 3, 8, 8) and raw.x_test.shape == (6, 3, 8, 8)  # from 20x12 ... 28x16 photos
+    assert raw.y_train.tolist() == [0, 0, 0, 1, 1, 1] and raw.y_test.tolist() == [100] * 3 + [101] * 3
+    # image ids 1-3 are species 101, 4-6 species 1, 7-9 species 2, 10-12 species 102; uniform colours, RGB order,
+    # up to JPEG's rounding
+    assert (raw.x_train[:, :, 4, 4].int() - colours(range(4, 10))).abs().max() <= 2
+    assert (raw.x_test[:, :, 4, 4].int() - colours([1, 2, 3, 10, 11, 12])).abs().max() <= 2
+    assert len(raw.classes) == 200 and raw.classes[0] == "Bird 1" and raw.classes[101] == "Bird 102"
+
+
+def test_cub_greyscale_photographs_become_three_equal_channels(data_dir):
+    write_cub(data_dir, per_class=3)
+    Image.new("L", (30, 20), 77).save(data_dir / "CUB_200_2011" / "images" / "001.Bird_1" / "Bird_1_0000.jpg")
+    first = load_cub_raw(size=4).x_train[0].int()
+    assert (first - 77).abs().max() <= 2 and first.shape == (3, 4, 4)
+
+
+def test_cub_is_normalised_by_the_training_species_alone(data_dir):
+    write_cub(data_dir, per_class=3)
+    data = load_cub(size=4)
+    # uniform images: per channel, the training pixels are the 6 training colours, 16 pixels each
+    train = colours(range(1, 7)).double().repeat_interleave(16, dim=0)
+    raw = load_cub_raw(size=4)
+    mean, std = raw.x_train.double().mean(dim=(0, 2, 3)), raw.x_train.double().std(dim=(0, 2, 3))
+    assert (mean - train.mean(dim=0)).abs().max() < 2.5  # the written colours, up to JPEG's rounding
+    expected = (raw.x_test[:, :, 0, 0].double() - mean) / std
+    torch.testing.assert_close(data.test.x[:, :, 0, 0].double(), expected, rtol=0, atol=1e-4)
+    assert data.train.x.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 0, 6) and data.num_classes == 200
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_cub_is_read_from_an_explicit_directory(tmp_path, data_dir, inside):
+    write_cub(tmp_path / "birds", per_class=3)
+    directory = tmp_path / "birds" / "CUB_200_2011" if inside else tmp_path / "birds"
+    assert load_cub_raw(size=4, directory=directory).y_test.tolist() == [100] * 3 + [101] * 3
+
+
+def test_missing_cub_says_where_it_looked_and_how_to_get_it(data_dir):
+    with pytest.raises(DatasetNotFoundError, match="download CUB_200_2011.tgz") as error:
+        load_cub_raw(size=4)
+    assert str(data_dir / "CUB_200_2011") in str(error.value) and "vision.caltech.edu" in str(error.value)
+    assert list(data_dir.iterdir()) == []  # nothing was downloaded
+
+
+def test_cub_without_held_out_species_is_refused(data_dir):
+    write_cub(data_dir, class_ids=(1, 2), per_class=3)
+    with pytest.raises(ValueError, match="6 images of species 1-100 and 0 of species 101-200"):
+        load_cub_raw(size=4)

@@ -1,4 +1,5 @@
-"""RKD: the objectives, and the experiment end to end on tiny CIFAR-100 files (the `paper` profile's code path)."""
+"""RKD: the objectives, and the experiment end to end on tiny CUB-200-2011 and CIFAR-100 files (the `paper`
+profile's code path)."""
 
 import copy
 import json
@@ -8,13 +9,14 @@ from functools import partial
 import pytest
 import torch
 from conftest import write_cifar
+from tiny_profiles import write_cub
 
 from kdrepro.data import Batch, Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import rkd
 from kdrepro.losses.relation import rkd_loss
 from kdrepro.metric_learning import Embedder
-from kdrepro.models import ResNet
+from kdrepro.models import ResNet, build, count_parameters
 from kdrepro.relation_distillation import RelationalDistillation
 from kdrepro.schemes import FeatureDistillation
 
@@ -24,9 +26,11 @@ def batch(n=6):
     return Batch(torch.randn(n, 1, 12, 12, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(n))
 
 
-def test_a_student_embedding_the_teachers_relations_pays_nothing():
+@pytest.mark.parametrize("backbone", [partial(ResNet, 8, (4, 4, 8, 8)), partial(build, "tv_resnet18")],
+                         ids=["cifar_resnet", "tv_resnet18"])
+def test_a_student_embedding_the_teachers_relations_pays_nothing(backbone):
     torch.manual_seed(0)
-    teacher = Embedder(ResNet(8, (4, 4, 8, 8), num_classes=12, in_channels=1), normalize=True)
+    teacher = Embedder(backbone(num_classes=12, in_channels=1), normalize=True)
     student = copy.deepcopy(teacher).eval()
     assert RelationalDistillation(teacher, 1.0, 2.0).loss(student, batch()).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -61,14 +65,49 @@ def test_every_claim_names_arms_the_notebook_runs():
     assert all({c.better, c.worse} <= arms for c in rkd.CLAIMS)
 
 
+# torchvision's counts (its model documentation): ResNet-18 11,689,512 and ResNet-50 25,557,032 parameters with
+# the 1000-class ImageNet layer
+@pytest.mark.parametrize("name, parameters", [("tv_resnet18", 11_689_512), ("tv_resnet50", 25_557_032)])
+def test_torchvision_resnets_have_the_published_parameter_counts(name, parameters):
+    assert count_parameters(build(name, num_classes=1000)) == parameters
+
+
+def test_a_torchvision_resnet_embeds_in_the_asked_dimension():
+    torch.manual_seed(0)
+    embedder = Embedder(build("tv_resnet18", 128), normalize=True).eval()
+    with torch.no_grad():
+        out = embedder(torch.randn(3, 3, 64, 64))
+    assert out.shape == (3, 128) and torch.allclose(out.norm(dim=1), torch.ones(3))
+
+
+def test_the_paper_profile_learns_metrics_as_the_papers_cub_setting():
+    paper = rkd.PROFILES["paper"]
+    assert (paper.metric_dataset, paper.train_classes) == ("cub200", tuple(range(100)))  # species 1-100
+    assert paper.image_size == 224 and paper.per_class == 5  # the crops; the authors' sampler's 5 per species
+    assert (paper.teacher, paper.teacher_dim, paper.student, paper.student_dim) == ("tv_resnet50", 512,
+                                                                                    "tv_resnet18", 128)
+    assert (paper.margin, paper.metric_weights) == (0.2, (1.0, 2.0))
+    assert (paper.metric_recipe.optimizer, paper.metric_recipe.lr) == ("adam", 1e-4)
+    assert paper.classifiers == ("resnet56", "resnet20") and paper.dataset == "cifar100"
+
+
+def test_the_cpu_profile_learns_metrics_and_classes_on_one_dataset():
+    cpu = rkd.PROFILES["cpu"]
+    assert cpu.metric_dataset is None and cpu.classifiers == (cpu.teacher, cpu.student)
+
+
 @pytest.fixture
 def tiny_paper_profile(monkeypatch, data_dir, isolated):
     write_cifar(data_dir / "cifar-100-python", classes=100, n_per_batch=60)
+    write_cub(data_dir, class_ids=(1, 2, 101, 102), per_class=5)  # R@8 needs 9 held-out images
     paper = rkd.PROFILES["paper"]
     small = {"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}
+    short = partial(replace, epochs=2, milestones=(1,))
+    # small networks here: the torchvision ResNets cost seconds per build, and their tests are above
     tiny = replace(paper, train_size=250, val_size=50, seeds=(0, 1), teacher="resnet8", student=small,
-                   teacher_dim=16, student_dim=8, metric_recipe=replace(paper.metric_recipe, epochs=1),
-                   classifier_recipe=replace(paper.classifier_recipe, epochs=2, milestones=(1,)))
+                   teacher_dim=16, student_dim=8, image_size=16, classifier_teacher="resnet8", classifier_student=small,
+                   metric_recipe=short(paper.metric_recipe, batch_size=10, crop_padding=2),
+                   classifier_recipe=short(paper.classifier_recipe))
     monkeypatch.setitem(rkd.PROFILES, "paper", tiny)
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     return tiny
@@ -77,7 +116,10 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment("rkd", "paper", "cpu")
     run = rkd.RKD(exp, rkd.load(exp.protocol))
-    assert run.data.name == "cifar100" and set(run.held_out.y.tolist()) == set(range(50, 60))  # the test file's
+    assert run.data.name == "cub200" and run.data.input_shape == (3, 16, 16)
+    assert run.metric_train.y.unique().tolist() == [0, 1] and run.held_out.y.unique().tolist() == [100, 101]
+    assert run.classifier_data.name == "cifar100" and len(run.classifier_data.train) == 250
+    assert run.data_key == {"dataset": "cub200", "train_size": 10, "val_size": 0, "image_size": 16}  # cache key
     for seed in exp.protocol.seeds:
         run.metric_teacher_arm(seed)
         for arm in rkd.METRIC_ARMS:

@@ -1,8 +1,10 @@
 """Shrink a `paper` profile to seconds on tiny dataset files: the same code path, fewer images and epochs."""
 
 from dataclasses import replace
+from pathlib import Path
 
 from conftest import write_cifar
+from PIL import Image
 
 from kdrepro.experiments.vision import Pair
 
@@ -24,3 +26,30 @@ def use_tiny_cifar_profile(monkeypatch, data_dir, module, epochs: int = 1, **cha
     monkeypatch.setitem(module.PROFILES, "paper", tiny)
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     return tiny
+
+
+def cub_colour(image_id: int) -> tuple[int, int, int]:
+    """The uniform colour of tiny CUB image `image_id`: every image its own, so a test can tell them apart."""
+    return (image_id * 7) % 256, (100 + image_id * 3) % 256, 255 - image_id
+
+
+def write_cub(root: Path, class_ids=(1, 2, 101, 102), per_class: int = 3) -> list[int]:
+    """A tiny CUB_200_2011 folder under `root`: classes.txt names all 200 species, `per_class` uniform-colour JPEGs
+    of each of `class_ids` (sizes vary, as the photographs'), listed in images.txt and image_class_labels.txt.
+    Returns each image's class id, in images.txt's order."""
+    folder = root / "CUB_200_2011"
+    (folder / "images").mkdir(parents=True)
+    (folder / "classes.txt").write_text("".join(f"{c} {c:03d}.Bird_{c}\n" for c in range(1, 201)))
+    images, labels = [], []
+    for c in class_ids:
+        (folder / "images" / f"{c:03d}.Bird_{c}").mkdir()
+        for k in range(per_class):
+            image_id = len(images) + 1
+            path = f"{c:03d}.Bird_{c}/Bird_{c}_{k:04d}.jpg"
+            Image.new("RGB", (20 + 4 * k, 12 + 2 * k), cub_colour(image_id)).save(folder / "images" / path,
+                                                                                  quality=95)
+            images.append(f"{image_id} {path}\n")
+            labels.append(c)
+    (folder / "images.txt").write_text("".join(images))
+    (folder / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(labels, start=1)))
+    return labels

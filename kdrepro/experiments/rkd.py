@@ -7,13 +7,14 @@ embeddings of a batch form, not the embeddings themselves; so its embedding may 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from functools import partial
+from functools import cached_property, partial
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from kdrepro import cub
 from kdrepro.claims import Claim
 from kdrepro.data import Data, Split, load_data
 from kdrepro.experiment import Experiment, mean_std
@@ -29,7 +30,7 @@ KS = (1, 2, 4, 8)
 
 @dataclass(frozen=True)
 class Protocol:
-    dataset: str
+    dataset: str                    # classification, and metric learning too unless metric_dataset names another
     train_size: int | None          # images of the official training set used for training (None: all the rest)
     val_size: int
     seeds: tuple[int, ...]
@@ -48,6 +49,16 @@ class Protocol:
     classifier_weights: tuple[float, float]  # (lambda_D, lambda_A) for classification: 25 and 50
     test_size: int | None = None    # evaluate on the first test_size test images (None: all of them)
     download: bool = False
+    metric_dataset: str | None = None   # "cub200": metric learning on all of CUB-200-2011, species 1-100 train
+    image_size: int | None = None       # (labels 0-99), 101-200 held out, images resized to image_size pixels
+    classifier_teacher: str | dict | None = None  # the classification arms' networks (None: teacher, student)
+    classifier_student: str | dict | None = None
+
+    @property
+    def classifiers(self) -> tuple[str | dict, str | dict]:
+        """(teacher, student) of the classification arms."""
+        return (self.teacher if self.classifier_teacher is None else self.classifier_teacher,
+                self.student if self.classifier_student is None else self.classifier_student)
 
 
 SMALL_TEACHER = {"family": "resnet", "depth": 14, "channels": (8, 8, 16, 32)}
@@ -57,6 +68,11 @@ CLASSIFIER_RECIPE = Recipe(epochs=8, lr=0.05, weight_decay=5e-4)
 # the CIFAR-100 benchmark's recipe (RepDistiller): 240 epochs, lr 0.05 x0.1 at 150/180/210, wd 5e-4, batch 64
 BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", milestones=(150, 180, 210),
                           weight_decay=5e-4, crop_padding=4, flip=True)
+# the authors' metric-learning students (lenscloth/RKD, examples/cub200.sh and run_distill.py): Adam 1e-4, weight
+# decay 1e-5, 80 epochs, x0.1 at 40 and 60, batch 128; their 256 -> 224 random crop is a translation of up to 16
+# pixels each way, and they flip
+CUB_RECIPE = Recipe(epochs=80, batch_size=128, lr=1e-4, optimizer="adam", weight_decay=1e-5, schedule="step",
+                    milestones=(40, 60), gamma=0.1, crop_padding=16, flip=True)
 
 PROFILES = {
     "smoke": Protocol("fashion_mnist", train_size=600, val_size=200, test_size=1000, seeds=(0,),
@@ -70,14 +86,16 @@ PROFILES = {
                     per_class=4, metric_recipe=METRIC_RECIPE, metric_weights=(1.0, 2.0),
                     classifier_recipe=CLASSIFIER_RECIPE, temperature=4.0, hard_weight=0.1,
                     classifier_weights=(25.0, 50.0)),
-    # CUB-200-2011 is not read by this package: metric learning runs on CIFAR-100's first 50 classes (Recall@K on
-    # the other 50), classification is the benchmark's resnet56 -> resnet20 pair
-    "paper": Protocol("cifar100", train_size=None, val_size=5000, seeds=(0, 1, 2), train_classes=tuple(range(50)),
-                      teacher="resnet56", student="resnet20", teacher_dim=512, student_dim=128, margin=0.2,
-                      per_class=4, metric_recipe=Recipe(epochs=80, lr=1e-4, optimizer="adam", crop_padding=4,
-                                                        flip=True),
-                      metric_weights=(1.0, 2.0), classifier_recipe=BENCHMARK_RECIPE, temperature=4.0,
-                      hard_weight=0.1, classifier_weights=(25.0, 50.0), download=True),
+    # metric learning as the paper's Table 1 setting: CUB-200-2011 (provided by the user, see `kdrepro.cub`) at
+    # 224 x 224, torchvision's ResNet-50 teacher (512-d, triplet, L2-normalised) and ResNet-18 students (128-d),
+    # all from scratch, batches of 25 species x 5 images as the authors' sampler; classification is the CIFAR-100
+    # benchmark's resnet56 -> resnet20 pair (downloaded when missing)
+    "paper": Protocol("cifar100", train_size=None, val_size=5000, seeds=(0, 1, 2), train_classes=tuple(range(100)),
+                      teacher="tv_resnet50", student="tv_resnet18", teacher_dim=512, student_dim=128, margin=0.2,
+                      per_class=5, metric_recipe=CUB_RECIPE, metric_weights=(1.0, 2.0),
+                      classifier_recipe=BENCHMARK_RECIPE, temperature=4.0, hard_weight=0.1,
+                      classifier_weights=(25.0, 50.0), download=True, metric_dataset="cub200", image_size=224,
+                      classifier_teacher="resnet56", classifier_student="resnet20"),
 }
 
 METRIC_ARMS = {"triplet": None, "rkd_d": "d", "rkd_a": "a", "rkd_da": "da"}
@@ -96,8 +114,24 @@ CLAIMS = [
 
 
 def load(protocol: Protocol) -> Data:
+    """The metric-learning data: CUB-200-2011 when the profile names it (it is never downloaded), else `dataset`,
+    which the classification arms share."""
+    if protocol.metric_dataset is None:
+        return load_classifier_data(protocol)
+    if protocol.metric_dataset != "cub200":
+        raise ValueError(f"metric_dataset={protocol.metric_dataset!r}: only 'cub200' (or None) is read")
+    return cub.load_cub(protocol.image_size or cub.DEFAULT_SIZE)
+
+
+def load_classifier_data(protocol: Protocol) -> Data:
     return load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
                      download=protocol.download)
+
+
+def data_key(data: Data) -> dict:
+    """What identifies a model's training images for the cache; CUB's image size too, chosen at reading."""
+    key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
+    return key if data.name != "cub200" else {**key, "image_size": data.input_shape[-1]}
 
 
 def metric_splits(data: Data, train_classes: tuple[int, ...]) -> tuple[Split, Split]:
@@ -111,14 +145,27 @@ def metric_splits(data: Data, train_classes: tuple[int, ...]) -> tuple[Split, Sp
 
 class RKD:
     """Metric learning (teacher by triplet loss; students by triplet loss or RKD alone) and classification (KD
-    against KD + RKD-DA). One teacher of each kind per seed; its seed's students learn from it."""
+    against KD + RKD-DA). One teacher of each kind per seed; its seed's students learn from it.
+
+    `data` is `load(protocol)`'s, the metric-learning data; the classification arms train on it too, unless the
+    profile learns metrics on CUB-200-2011, when they read `dataset` at their first use."""
 
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.first_test(self.protocol.test_size).to(experiment.device)
         self.metric_train, self.held_out = metric_splits(self.data, self.protocol.train_classes)
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
+        self.data_key = data_key(data)
         self.sampler = partial(class_balanced_batches, per_class=self.protocol.per_class)
+
+    @cached_property
+    def classifier_data(self) -> Data:
+        if self.protocol.metric_dataset is None:
+            return self.data
+        return load_classifier_data(self.protocol).first_test(self.protocol.test_size).to(self.exp.device)
+
+    @cached_property
+    def classifier_data_key(self) -> dict:
+        return self.data_key if self.protocol.metric_dataset is None else data_key(self.classifier_data)
 
     # --- metric learning ---
 
@@ -183,28 +230,28 @@ class RKD:
     # --- classification ---
 
     def classifier_teacher(self, seed: int) -> nn.Module:
-        p = self.protocol
+        p, data = self.protocol, self.classifier_data
 
         def build_teacher():
             torch.manual_seed(seed)
-            return build(p.teacher, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
+            return build(p.classifiers[0], data.num_classes, data.input_shape[0]).to(self.exp.device)
 
         def train(model):
-            fit(model, CrossEntropy(), self.data.train, p.classifier_recipe, seed=seed, name=f"teacher seed {seed}")
+            fit(model, CrossEntropy(), data.train, p.classifier_recipe, seed=seed, name=f"teacher seed {seed}")
 
         return self.exp.model("rkd-classifier-teacher", self._classifier_config("teacher", seed), build_teacher,
                               train)
 
     def classifier_arm(self, arm: str, seed: int) -> dict:
         """"classifier_teacher", "kd" (Hinton KD) or "kd_rkd" (Hinton KD + RKD-DA on the pooled features)."""
-        p = self.protocol
+        p, data = self.protocol, self.classifier_data
 
         def compute():
             teacher = self.classifier_teacher(seed)
             if arm == "classifier_teacher":
                 return self._test(teacher)
             torch.manual_seed(seed)
-            student = build(p.student, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
+            student = build(p.classifiers[1], data.num_classes, data.input_shape[0]).to(self.exp.device)
             if arm == "kd":
                 objective = ResponseDistillation(teacher, p.temperature, p.hard_weight)
             else:
@@ -212,25 +259,26 @@ class RKD:
                                    angle_weight=p.classifier_weights[1])
                 objective = FeatureDistillation(teacher, [("embedding", "embedding")], relation, weight=1.0,
                                                 temperature=p.temperature, hard_weight=p.hard_weight)
-            fit(student, objective, self.data.train, p.classifier_recipe, seed=seed, name=f"{arm} seed {seed}")
+            fit(student, objective, data.train, p.classifier_recipe, seed=seed, name=f"{arm} seed {seed}")
             return self._test(student)
 
         return self.exp.run(arm, seed, self._classifier_config(arm, seed), compute)
 
     def _classifier_config(self, arm: str, seed: int) -> dict:
         p = self.protocol
-        config = {"data": self.data_key, "architecture": p.teacher, "recipe": asdict(p.classifier_recipe),
+        teacher, student = p.classifiers
+        config = {"data": self.classifier_data_key, "architecture": teacher, "recipe": asdict(p.classifier_recipe),
                   "seed": seed}
         if arm == "teacher":
             return config
         if arm == "classifier_teacher":
             return {**config, "arm": arm}
-        return {"teacher": config, "architecture": p.student, "recipe": asdict(p.classifier_recipe), "arm": arm,
+        return {"teacher": config, "architecture": student, "recipe": asdict(p.classifier_recipe), "arm": arm,
                 "temperature": p.temperature, "hard_weight": p.hard_weight,
                 "weights": p.classifier_weights if arm == "kd_rkd" else None}
 
     def _test(self, model: nn.Module) -> dict:
-        test = evaluate(model, self.data.test)
+        test = evaluate(model, self.classifier_data.test)
         return {"test_accuracy": test["accuracy"], "test_error": test["error"]}
 
 
@@ -309,20 +357,35 @@ def _principal_plane(points: Tensor) -> Tensor:
 DEPARTURES = """
 - Data (profile `cpu`): Fashion-MNIST instead of CUB-200-2011 / Cars 196 / Stanford Online Products. Metric
   learning trains on classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat) of a 2,500-image training draw and
-  measures Recall@K on the 5,000 test images of classes 5-9, which it never saw. Profile `paper` uses CIFAR-100's
-  first and last 50 classes the same way: reading CUB-200-2011 is not implemented.
+  measures Recall@K on the 5,000 test images of classes 5-9, which it never saw.
+- Data (profile `paper`): CUB-200-2011, as the paper: species 1-100 (5,864 images) train, Recall@K is measured on
+  species 101-200 (5,924 images); Cars 196 and Stanford Online Products are not read. Every image is squashed to
+  224 x 224 and normalised by the training images' per-channel mean and std; the authors squash to 256 x 256, train
+  on random 224 x 224 crops and test on the centre crop, with ImageNet's statistics. Here training translates the
+  224 x 224 image by up to 16 pixels (zero padding) and flips it, and the test sees the whole image.
 - Networks (profile `cpu`): teacher ResNet-14 (8-8-16-32) with a 64-d embedding, students ResNet-8 (8-8-16-32) with
   a 16-d embedding, all from scratch, instead of an ImageNet-pretrained ResNet-50 (512-d) and ResNet-18 (128-d or
   less). The ratio of embedding sizes (4:1) is the paper's 512:128.
-- Triplet loss: every valid triplet of the batch, averaged over those that violate the margin 0.2, on batches of 5
-  classes x 25 images; the paper samples triplets by distance-weighted sampling. Every metric-learning arm sees the
-  same class-balanced batches.
+- Networks (profile `paper`): torchvision's ResNet-50 (teacher, 512-d) and ResNet-18 (students, 128-d), a linear
+  embedding on the pooled features as in the authors' code, but from random initialisation: the paper starts from
+  ImageNet-pretrained weights, which are not downloaded here. Expect Recall@K well below the paper's.
+- Triplet loss: every valid triplet of the batch, averaged over those that violate the margin 0.2, on class-balanced
+  batches (profile `cpu`: 5 classes x 25 images; `paper`: 25 species x 5 images, about the authors' sampler, which
+  takes 5 images of each species until it has 128); the paper samples triplets by distance-weighted sampling. Every
+  metric-learning arm sees the same class-balanced batches.
 - Optimiser (profile `cpu`): Adam, learning rate 1e-3 with a cosine schedule, 8 epochs for every metric-learning
   arm, teacher included (the paper: Adam 1e-4 on pretrained networks).
+- Optimiser (profile `paper`): every metric-learning arm, teacher included, trains with the authors' student recipe:
+  Adam 1e-4, weight decay 1e-5, 80 epochs, x0.1 at epochs 40 and 60. An epoch here is one pass over the training
+  images (46 batches), the authors' is 100 batches: 3,680 updates instead of 8,000. The authors' teacher trains for
+  40 epochs (Adam 1e-5, halved at 25, 30 and 35) from ImageNet weights; from scratch it gets the longer schedule.
 - RKD losses are averaged over all N^2 pairs and N^3 triplets (the authors' code); lambda_D = 1, lambda_A = 2 for
   metric learning, 25 and 50 for classification, as in the paper.
 - Classification (profile `cpu`): ResNet-14 -> ResNet-8 on Fashion-MNIST, 2,500 images, 8 epochs, SGD 0.05 cosine,
   weight decay 5e-4; KD at T = 4 with weight 0.9 on the soft term and 0.1 on the hard labels (RepDistiller's
   setting), the RKD term on the pooled 32-d features. The paper's own CIFAR-100 KD settings were not found.
+- Classification (profile `paper`): the CIFAR-100 benchmark's resnet56 -> resnet20 pair and recipe (RepDistiller:
+  240 epochs, SGD 0.05, x0.1 at 150, 180 and 210, batch 64), 45,000 training images and 5,000 for validation, the
+  same KD and RKD weights as profile `cpu`; the RKD term on the pooled 64-d features.
 - Every number is the last epoch's, never the best epoch's.
 """

@@ -9,6 +9,7 @@ from torch import nn
 
 from kdrepro.models.plain import plain_cnn
 from kdrepro.models.resnet import ResNet, resnet
+from kdrepro.models.torchvision_resnet import torchvision_resnet
 from kdrepro.models.wide_resnet import wide_resnet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -19,6 +20,9 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     # FitNet 1 of Romero et al. 2015 (CIFAR-10, 11 layers): three stages of 16-16-16, 32-32-32, 48-48-48 3x3 convs;
     # our head is global pooling + one linear layer instead of the paper's maxout layers
     "fitnet1": partial(plain_cnn, ((16, 16, 16), (32, 32, 32), (48, 48, 48))),
+    # the ImageNet ResNets of Park et al. 2019's metric learning (teacher ResNet-50, students ResNet-18), from scratch
+    "tv_resnet18": partial(torchvision_resnet, 18),
+    "tv_resnet50": partial(torchvision_resnet, 50),
 }
 
 

@@ -1,0 +1,84 @@
+"""The conventional loop `make bench` times against kdrepro's does the same computation as `fit`: given the same
+data, normalisation, initial weights, batch order and optimiser, the two give the same loss at every step."""
+
+import copy
+import sys
+
+import pytest
+import torch
+from conftest import write_mnist_format
+
+from kdrepro.models import build
+from kdrepro.paths import REPO_ROOT
+from kdrepro.schemes import ResponseDistillation, teacher_logits
+from kdrepro.train import Objective, Recipe, fit
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmark's modules sit beside its script, not in a package
+import conventional  # noqa: E402
+
+OFFICIAL, VAL, TRAIN, BATCH, EPOCHS = 120, 20, 64, 16, 2  # 4 steps an epoch, 8 in all
+SEED, LR, TEMPERATURE, HARD_WEIGHT = 3, 0.05, 4.0, 0.1
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}  # the two normalise in different float order: last-digit differences
+
+
+@pytest.fixture
+def root(data_dir):
+    """A tiny Fashion-MNIST in torchvision's raw layout; kdrepro reads the same files (KDREPRO_DATA points here)."""
+    write_mnist_format(data_dir / "FashionMNIST" / "raw", n_train=OFFICIAL, n_test=10)
+    return data_dir
+
+
+class Recorded(Objective):
+    """Another objective, with the loss of every step kept."""
+
+    def __init__(self, objective: Objective):
+        self.objective, self.fixed_inputs, self.losses = objective, objective.fixed_inputs, []
+
+    def loss(self, model, batch):
+        loss = self.objective.loss(model, batch)
+        self.losses.append(loss.detach())
+        return loss
+
+
+def models(seed: int = 0):
+    """A small teacher and student; batch norm makes the student's loss depend on which images share a batch."""
+    torch.manual_seed(seed)
+    return (build({"family": "resnet", "depth": 8, "channels": (8, 8, 16, 16)}, 10, 1),
+            build({"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}, 10, 1))
+
+
+def kdrepro_losses(data, teacher, student) -> torch.Tensor:
+    objective = Recorded(ResponseDistillation(teacher_logits(teacher, data.train.x), TEMPERATURE, HARD_WEIGHT))
+    recipe = Recipe(epochs=EPOCHS, batch_size=BATCH, lr=LR, schedule="constant")
+    fit(student, objective, data.train, recipe, seed=SEED, progress_seconds=None)
+    return torch.stack(objective.losses)
+
+
+def conventional_losses(dataset, teacher, student, seed: int = SEED) -> torch.Tensor:
+    return conventional.distil(student, teacher, conventional.loader(dataset, BATCH, seed), epochs=EPOCHS, lr=LR,
+                               temperature=TEMPERATURE, hard_weight=HARD_WEIGHT)
+
+
+def test_the_conventional_loop_gives_fits_loss_at_every_step(root):
+    data, dataset = conventional.same_data(root, TRAIN, VAL)
+    teacher, student = models()
+    ours = kdrepro_losses(data, teacher, copy.deepcopy(student))
+    theirs = conventional_losses(dataset, teacher, copy.deepcopy(student))
+    assert ours.shape == theirs.shape == (EPOCHS * TRAIN // BATCH,)
+    assert torch.allclose(ours, theirs, **TOLERANCE), (ours - theirs).abs().max()
+
+
+@pytest.mark.parametrize("difference", ["published normalisation", "another teacher", "another batch order"])
+def test_the_comparison_notices_a_difference_between_the_loops(root, difference):
+    data, dataset = conventional.same_data(root, TRAIN, VAL)
+    teacher, student = models()
+    ours = kdrepro_losses(data, teacher, copy.deepcopy(student))
+    their_teacher, their_seed = teacher, SEED
+    if difference == "published normalisation":  # Fashion-MNIST's usual constants, not this training set's
+        dataset = conventional.fashion_mnist(root, conventional.training_rows(OFFICIAL, TRAIN, VAL), (0.2860, 0.3530))
+    elif difference == "another teacher":
+        their_teacher = models(seed=1)[0]
+    else:
+        their_seed = SEED + 1
+    theirs = conventional_losses(dataset, their_teacher, copy.deepcopy(student), their_seed)
+    assert not torch.allclose(ours, theirs, **TOLERANCE)
