@@ -263,9 +263,10 @@ def _load_raw_cached(name: str, download: bool, root: str) -> RawData:
 
 
 def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000, seed: int = 0,
-              download: bool = False) -> Data:
+              download: bool = False, image_size: int | None = None) -> Data:
     """Split the official training set into validation (`val_size` images) and training (`train_size`, or all
-    the rest) with a seeded permutation; normalise every split by the training split's per-channel mean and std."""
+    the rest) with a seeded permutation; normalise every split by the training split's per-channel mean and std;
+    then resize every image to `image_size` pixels square (`Data.resized`; None: as published)."""
     raw = load_raw(name, download)
     available = len(raw.y_train) - val_size
     if val_size < 0 or available <= 0:
@@ -281,9 +282,10 @@ def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000,
     def normalise(x: Tensor) -> Tensor:
         return ((x.float() - mean) / std).contiguous()
 
-    return Data(name, Split(normalise(train_x), raw.y_train[train_index]),
+    data = Data(name, Split(normalise(train_x), raw.y_train[train_index]),
                 Split(normalise(raw.x_train[val_index]), raw.y_train[val_index]),
                 Split(normalise(raw.x_test), raw.y_test), raw.classes)
+    return data if image_size is None else data.resized(image_size)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,

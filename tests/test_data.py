@@ -159,6 +159,15 @@ def test_resized_images_are_the_means_of_pixel_blocks():
     assert small.input_shape == (1, 2, 2)
 
 
+def test_load_data_resizes_every_split_after_normalising(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
+    full, small = (load_data("fashion_mnist", val_size=20, image_size=size) for size in (None, 14))
+    assert small.input_shape == (1, 14, 14) and full.input_shape == (1, 28, 28)
+    for name in ("train", "val", "test"):  # each small pixel is the mean of a normalised 2x2 block
+        blocks = getattr(full, name).x.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2))
+        assert torch.allclose(getattr(small, name).x, blocks, atol=1e-6)
+
+
 def test_first_test_keeps_the_first_test_images_only():
     split = Split(torch.arange(5.0).view(5, 1, 1, 1), torch.arange(5))
     data = Data("toy", split, split, split, ("a",))

@@ -66,9 +66,8 @@ CLAIMS = [
 
 
 def load(protocol: Protocol) -> Data:
-    data = load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
-                     download=protocol.download).first_test(protocol.test_size)
-    return data if protocol.image_size is None else data.resized(protocol.image_size)
+    return load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
+                     download=protocol.download, image_size=protocol.image_size).first_test(protocol.test_size)
 
 
 class BornAgainNetworks:

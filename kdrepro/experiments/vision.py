@@ -38,10 +38,8 @@ class Pair:
 
 
 def load(pair: Pair) -> Data:
-    data = load_data(pair.dataset, train_size=pair.train_size, val_size=pair.val_size, download=pair.download)
-    if pair.image_size is not None:
-        data = data.resized(pair.image_size)
-    return data.first_test(pair.test_size)
+    return load_data(pair.dataset, train_size=pair.train_size, val_size=pair.val_size, download=pair.download,
+                     image_size=pair.image_size).first_test(pair.test_size)
 
 
 def describe(architecture: str | dict) -> str:
