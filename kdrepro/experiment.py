@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -123,6 +123,14 @@ def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
              "compared with (mean)": f"{v.compared_with} {v.compared_mean:.4g}", "gain": f"{v.mean_gain:+.4g}",
              "p (paired t)": f"{v.p_value:.3g}", "seeds": v.seeds, "verdict": f"**{v.verdict}**"}
             for v in verdicts]
+
+
+def runs_by_arm(runs: pd.DataFrame, arms: Iterable[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Each of `arms` in order with its runs (a row per seed); an arm without runs, not yet run, is left out."""
+    for arm in arms:
+        rows = runs[runs["arm"] == arm]
+        if not rows.empty:
+            yield arm, rows
 
 
 def mean_std(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:

@@ -18,7 +18,7 @@ from torch import nn
 
 from kdrepro.claims import Claim
 from kdrepro.data import Data
-from kdrepro.experiment import mean_std
+from kdrepro.experiment import mean_std, runs_by_arm
 from kdrepro.experiments import vision
 from kdrepro.experiments.fitnets import BENCHMARK_RECIPE
 from kdrepro.experiments.vision import Method, Pair, PairRun, describe
@@ -150,10 +150,8 @@ PAPER_BENCHMARK = {  # CIFAR-100 top-1 % (RepDistiller README, last epoch)
 def results_table(runs: pd.DataFrame, pair: Pair) -> list[dict[str, object]]:
     """The columns of Table 1 as rows: test error and attention distance, mean ± std, beside the paper."""
     table = []
-    for arm, what in WHAT.items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    for arm, rows in runs_by_arm(runs, WHAT):
+        what = WHAT[arm]
         distance = mean_std(rows["attention_distance"], digits=3) if "attention_distance" in rows and \
             rows["attention_distance"].notna().all() else "-"
         table.append({"arm": arm, "what": what,

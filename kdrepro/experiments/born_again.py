@@ -15,7 +15,7 @@ from torch import nn
 
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.experiments.dml import describe
 from kdrepro.models import build, count_parameters
 from kdrepro.schemes import BornAgain, ensemble_logits, generations, permute_dark_knowledge, teacher_logits
@@ -166,11 +166,9 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
 
 
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
-    table = []
-    for arm, (what, paper) in arm_descriptions(protocol).items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    described, table = arm_descriptions(protocol), []
+    for arm, rows in runs_by_arm(runs, described):
+        what, paper = described[arm]
         table.append({"arm": arm, "what": what, "test error %": mean_std(rows["test_error"], 100),
                       "training error %": mean_std(rows["train_error"], 100), "seeds": len(rows),
                       "paper (CIFAR-100 error)": paper})

@@ -18,7 +18,7 @@ from torch.func import functional_call, stack_module_state
 
 from kdrepro.claims import Claim
 from kdrepro.data import Data, Split, load_data
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.models import build, count_parameters
 from kdrepro.schemes import Cohort, MutualLearning, mutual_learning_losses
 from kdrepro.train import CrossEntropy, Recipe, evaluate, fit, predict_logits
@@ -238,11 +238,9 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
 
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     """One row per arm: test error, and the weight-noise probe, mean ± std over seeds, beside the paper."""
-    table = []
-    for arm, (what, paper) in arm_descriptions(protocol).items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    described, table = arm_descriptions(protocol), []
+    for arm, rows in runs_by_arm(runs, described):
+        what, paper = described[arm]
         ensemble = rows["ensemble_test_error"] if "ensemble_test_error" in rows else pd.Series(dtype=float)
         table.append({"arm": arm, "what": what, "test error %": mean_std(rows["test_error"], 100),
                       "ensemble error %": mean_std(ensemble.dropna(), 100) if ensemble.notna().any() else "",

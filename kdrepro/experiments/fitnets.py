@@ -15,7 +15,7 @@ import pandas as pd
 from torch import nn
 
 from kdrepro.claims import Claim
-from kdrepro.experiment import mean_std
+from kdrepro.experiment import mean_std, runs_by_arm
 from kdrepro.experiments import vision
 from kdrepro.experiments.vision import Method, Pair, PairRun, describe
 from kdrepro.losses.feature import HintRegressor, hint_loss
@@ -196,10 +196,8 @@ def results_table(runs: pd.DataFrame, pair: Pair, depth: dict[str, int], dataset
     """Table 5's shape: layers, parameters and multiply-adds beside the test error, with the paper's numbers."""
     paper = PAPER_MNIST if dataset != "cifar10" else PAPER_CIFAR10
     table = []
-    for arm, what in WHAT.items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    for arm, rows in runs_by_arm(runs, WHAT):
+        what = WHAT[arm]
         architecture = pair.teacher if arm == "teacher" else pair.student
         table.append({"arm": arm, "what": what, "network": describe(architecture),
                       "layers": depth["teacher" if arm == "teacher" else "student"],

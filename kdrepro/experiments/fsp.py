@@ -18,7 +18,7 @@ from torch import nn
 
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.losses.feature import HintRegressor, hint_loss
 from kdrepro.models import build, count_parameters
 from kdrepro.relation_distillation import FSPDistillation, fsp_matrices
@@ -200,11 +200,9 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
 
 
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
-    table = []
-    for arm, (what, paper) in arm_descriptions(protocol).items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    described, table = arm_descriptions(protocol), []
+    for arm, rows in runs_by_arm(runs, described):
+        what, paper = described[arm]
         table.append({"arm": arm, "what": what, "test accuracy %": mean_std(rows["test_accuracy"], 100),
                       "seeds": len(rows), "paper (top-1 %)": paper})
     return table

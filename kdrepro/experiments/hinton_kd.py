@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from kdrepro.claims import Alike, Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.losses.response import soft_targets
 from kdrepro.models import count_parameters, mlp
 from kdrepro.plots import plot_arms  # noqa: F401  (the notebook draws its arms with it)
@@ -244,10 +244,8 @@ def results_table(runs: pd.DataFrame, protocol: Protocol, class_name: str) -> li
     """One row per arm: test error and the omitted class's error, mean ± std over seeds, beside the paper."""
     described = arm_descriptions(protocol, class_name)
     table = []
-    for arm, (what, paper) in described.items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    for arm, rows in runs_by_arm(runs, described):
+        what, paper = described[arm]
         table.append({"arm": arm, "what": what, "test error %": mean_std(rows["test_error"], 100),
                       f"{class_name} error %": mean_std(rows["omitted_error"], 100), "seeds": len(rows),
                       "paper (MNIST; speech for the 3% rows)": paper})

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from kdrepro import cub
 from kdrepro.claims import Claim
 from kdrepro.data import Data, Split, load_data
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.losses.relation import rkd_loss
 from kdrepro.metric_learning import Embedder, class_balanced_batches, embed, recall_at_k
 from kdrepro.models import build
@@ -302,11 +302,11 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
 
 
 def metric_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
-    table = []
-    for arm, (what, paper) in arm_descriptions(protocol).items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty or "recall_at_1" not in rows or rows["recall_at_1"].isna().all():
-            continue
+    described, table = arm_descriptions(protocol), []
+    for arm, rows in runs_by_arm(runs, described):
+        if "recall_at_1" not in rows or rows["recall_at_1"].isna().all():
+            continue  # a classification arm
+        what, paper = described[arm]
         table.append({"arm": arm, "what": what, **{f"R@{k} %": mean_std(rows[f"recall_at_{k}"], 100) for k in KS},
                       "seeds": len(rows), "paper": paper})
     return table
@@ -314,10 +314,7 @@ def metric_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, objec
 
 def classification_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     table = []
-    for arm in ("classifier_teacher", "kd", "kd_rkd"):
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    for arm, rows in runs_by_arm(runs, ("classifier_teacher", "kd", "kd_rkd")):
         what, paper = arm_descriptions(protocol)[arm]
         table.append({"arm": arm, "what": what, "test accuracy %": mean_std(rows["test_accuracy"], 100),
                       "seeds": len(rows), "paper": paper})

@@ -15,7 +15,7 @@ from torch import nn
 
 from kdrepro.claims import Claim
 from kdrepro.data import Split, data_root
-from kdrepro.experiment import Experiment, mean_std
+from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.models import count_parameters
 from kdrepro.seq2seq import PAD, Seq2Seq, beam_search, greedy, strip
 from kdrepro.sequence_distillation import SequenceCrossEntropy, WordDistillation, teacher_outputs
@@ -240,11 +240,9 @@ def arm_descriptions(protocol: Protocol) -> dict[str, str]:
 
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     """One row per arm: BLEU greedy and with beam 5 (mean ± std over seeds), decoding speed, beside Table 1."""
-    beam, table = protocol.beam, []
-    for arm, what in arm_descriptions(protocol).items():
-        rows = runs[runs["arm"] == arm]
-        if rows.empty:
-            continue
+    beam, described, table = protocol.beam, arm_descriptions(protocol), []
+    for arm, rows in runs_by_arm(runs, described):
+        what = described[arm]
         paper = PAPER_BLEU.get(arm)
         table.append({"arm": arm, "what": what, "BLEU greedy": mean_std(rows["bleu_beam1"], digits=1),
                       f"BLEU beam {beam}": mean_std(rows[f"bleu_beam{beam}"], digits=1),
