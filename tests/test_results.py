@@ -1,7 +1,9 @@
 import json
 
+import pandas as pd
 import pytest
 
+from kdrepro.experiment import runs_by_arm
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 
 
@@ -55,3 +57,9 @@ def test_provenance_records_how_a_result_was_made():
     assert record["device"].startswith("cpu") and record["torch_threads"] >= 1
     assert isinstance(record["git_dirty"], bool)
     json.dumps(record)
+
+
+def test_runs_by_arm_keeps_the_asked_order_and_leaves_out_arms_without_runs():
+    runs = pd.DataFrame({"arm": ["kd", "student", "kd"], "seed": [0, 0, 1]})
+    grouped = [(arm, rows["seed"].tolist()) for arm, rows in runs_by_arm(runs, ["student", "teacher", "kd"])]
+    assert grouped == [("student", [0]), ("kd", [0, 1])]
