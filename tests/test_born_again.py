@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_cifar
+from tiny_profiles import use_paper_profile
 
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import born_again
@@ -22,9 +23,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     paper = born_again.PROFILES["paper"]
     tiny = replace(paper, seeds=(0, 1), network=TINY_WRN,
                    recipe=replace(paper.recipe, epochs=2, milestones=(1,), batch_size=64))
-    monkeypatch.setitem(born_again.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, born_again, tiny)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):

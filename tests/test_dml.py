@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_cifar
+from tiny_profiles import use_paper_profile
 
 from kdrepro.data import Split
 from kdrepro.experiment import Experiment
@@ -25,9 +26,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     tiny = replace(paper, seeds=(0, 1), network_a=TINY_A, network_b=TINY_B,
                    recipe=replace(paper.recipe, epochs=2, milestones=(1,), batch_size=64), noise_draws=1,
                    noise_images=50)
-    monkeypatch.setitem(dml.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, dml, tiny)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):

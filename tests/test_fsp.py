@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import write_cifar
+from tiny_profiles import use_paper_profile
 
 from kdrepro.data import Batch
 from kdrepro.experiment import Experiment
@@ -75,9 +76,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
                    teacher={"family": "resnet", "depth": 14, "channels": (4, 4, 8, 8)},
                    student={"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}, teacher_recipe=short,
                    init_recipe=replace(short, epochs=1, milestones=()), student_recipe=short)
-    monkeypatch.setitem(fsp.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, fsp, tiny)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):

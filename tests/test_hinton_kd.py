@@ -6,6 +6,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 from conftest import write_mnist_format
+from tiny_profiles import use_paper_profile
 
 from kdrepro.claims import Alike
 from kdrepro.experiment import Experiment, resolve_profile
@@ -22,9 +23,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
                    small_hidden=(4, 4), teacher_recipe=replace(paper.teacher_recipe, epochs=2),
                    student_recipe=replace(paper.student_recipe, epochs=2), sweep_temperatures=(1.0, 20.0),
                    small_fraction=0.1)
-    monkeypatch.setitem(hinton_kd.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, hinton_kd, tiny)
 
 
 def run_every_arm(exp: Experiment) -> hinton_kd.HintonKD:

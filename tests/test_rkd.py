@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import torch
 from conftest import write_cifar
-from tiny_profiles import write_cub
+from tiny_profiles import use_paper_profile, write_cub
 
 from kdrepro.data import Batch, Data, Split
 from kdrepro.experiment import Experiment
@@ -108,9 +108,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
                    teacher_dim=16, student_dim=8, image_size=16, classifier_teacher="resnet8", classifier_student=small,
                    metric_recipe=short(paper.metric_recipe, batch_size=10, crop_padding=2),
                    classifier_recipe=short(paper.classifier_recipe))
-    monkeypatch.setitem(rkd.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, rkd, tiny)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from tiny_profiles import use_paper_profile
 
 from kdrepro.claims import Alike
 from kdrepro.experiment import Experiment
@@ -26,9 +27,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     paper = seqkd.PROFILES["paper"]
     tiny = replace(paper, seeds=(0, 1), teacher=(2, 16), student=(1, 8), teacher_embedding=8, student_embedding=8,
                    recipe=replace(paper.recipe, epochs=2, batch_size=32), sweep_beams=(1, 5), max_len=14)
-    monkeypatch.setitem(seqkd.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, seqkd, tiny)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):

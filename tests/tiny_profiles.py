@@ -9,6 +9,14 @@ from PIL import Image
 from kdrepro.experiments.vision import Pair
 
 
+def use_paper_profile(monkeypatch, module, tiny):
+    """`tiny` as `module`'s `paper` profile for one test, whatever $KDREPRO_PROFILE says (nbval's runs set it to
+    smoke, and an experiment obeys it over the profile it is given)."""
+    monkeypatch.setitem(module.PROFILES, "paper", tiny)
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    return tiny
+
+
 def tiny_pair(pair: Pair, epochs: int = 1) -> Pair:
     def short(recipe):
         return replace(recipe, epochs=epochs, schedule="cosine", milestones=())
@@ -23,9 +31,7 @@ def use_tiny_cifar_profile(monkeypatch, data_dir, module, epochs: int = 1, **cha
     paper = module.PROFILES["paper"]
     tiny = replace(paper, seeds=(0, 1), pair=tiny_pair(paper.pair, epochs),
                    benchmark=tuple((tiny_pair(pair), extra) for pair, extra in paper.benchmark), **changes)
-    monkeypatch.setitem(module.PROFILES, "paper", tiny)
-    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
-    return tiny
+    return use_paper_profile(monkeypatch, module, tiny)
 
 
 def cub_colour(image_id: int) -> tuple[int, int, int]:
