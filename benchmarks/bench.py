@@ -13,7 +13,6 @@ Everything is measured on the CPU, and again on the GPU when there is one.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import statistics
 import sys
@@ -32,6 +31,7 @@ from kdrepro.data import DEBIAN_FASHION_MNIST, Split
 from kdrepro.experiments import seqkd
 from kdrepro.models import build, count_parameters
 from kdrepro.paths import results_dir
+from kdrepro.report import load_provenance
 from kdrepro.results import atomic_write_text, device_description, markdown_table
 from kdrepro.schemes import ResponseDistillation, teacher_logits
 from kdrepro.seq2seq import EOS, PAD, Seq2Seq, beam_search, greedy
@@ -148,11 +148,10 @@ def throughput() -> Section:
 def notebook_times() -> Section:
     rows, total = [], 0.0
     for paper in experiments.PAPERS.values():
-        provenance = results_dir() / "cpu" / paper.id / "provenance.json"
-        if not provenance.exists():
+        record = load_provenance("cpu", paper.id)
+        if record is None:
             rows.append({"notebook": paper.notebook, "wall time": "not run", "torch threads": "", "finished (UTC)": ""})
             continue
-        record = json.loads(provenance.read_text())
         total += record["wall_seconds"]
         rows.append({"notebook": paper.notebook, "wall time": f"{record['wall_seconds']:.0f} s",
                      "torch threads": record.get("torch_threads", ""),

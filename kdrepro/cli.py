@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -17,7 +16,7 @@ from kdrepro import experiments
 from kdrepro.claims import REPRODUCED
 from kdrepro.experiment import PROFILE_VARIABLE
 from kdrepro.paths import notebooks_dir, results_dir
-from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts
+from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
 
 
 def executed_notebook(paper_id: str, profile: str) -> Path:
@@ -54,8 +53,8 @@ def run_paper(paper_id: str, profile: str) -> None:
 
 def last_wall_seconds(paper_id: str, profile: str) -> float:
     """The paper's wall time at its last run (infinite when never run): `reproduce` starts the longest first."""
-    provenance = results_dir() / profile / paper_id / "provenance.json"
-    return json.loads(provenance.read_text())["wall_seconds"] if provenance.exists() else math.inf
+    record = load_provenance(profile, paper_id)
+    return math.inf if record is None else record["wall_seconds"]
 
 
 def paper_command(paper_id: str, profile: str) -> list[str]:

@@ -45,6 +45,12 @@ def load_verdicts(profile: str, paper_id: str) -> list[Verdict] | None:
     return [Verdict(**entry) for entry in json.loads(path.read_text())]
 
 
+def load_provenance(profile: str, paper_id: str) -> dict | None:
+    """The paper's provenance record (wall time, threads, commit...) from its last run; None if never run."""
+    path = results_dir() / profile / paper_id / "provenance.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def claim_counts(profile: str) -> Counter:
     """How many claims got each verdict, over every paper with results."""
     return Counter(v.verdict for paper_id in experiments.PAPERS for v in (load_verdicts(profile, paper_id) or []))
@@ -186,7 +192,7 @@ def summary_text(profile: str) -> str:
         if verdicts is None:
             lines.append(f"| {paper.title} | {paper.transferred} | {paper.scheme} | {NOT_RUN} | |")
             continue
-        seconds = json.loads((folder / "provenance.json").read_text())["wall_seconds"]
+        seconds = load_provenance(profile, paper_id)["wall_seconds"]
         link = folder.relative_to(summary_path(profile).parent).as_posix()
         reproduced = sum(v.verdict == REPRODUCED for v in verdicts)
         lines.append(f"| [{paper.title}]({link}/README.md) | {paper.transferred} | {paper.scheme} | "
