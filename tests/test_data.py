@@ -168,6 +168,13 @@ def test_load_data_resizes_every_split_after_normalising(data_dir):
         assert torch.allclose(getattr(small, name).x, blocks, atol=1e-6)
 
 
+def test_the_cache_key_names_the_dataset_split_sizes_and_image_size(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
+    full, small = (load_data("fashion_mnist", train_size=60, val_size=20, image_size=size) for size in (None, 14))
+    assert full.key() == {"dataset": "fashion_mnist", "train_size": 60, "val_size": 20, "image_size": 28}
+    assert small.key() == {**full.key(), "image_size": 14}
+
+
 def test_first_test_keeps_the_first_test_images_only():
     split = Split(torch.arange(5.0).view(5, 1, 1, 1), torch.arange(5))
     data = Data("toy", split, split, split, ("a",))

@@ -76,8 +76,7 @@ class BornAgainNetworks:
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.to(experiment.device)
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val),
-                         "image_size": data.input_shape[-1]}
+        self.data_key = data.key()
 
     def chain(self, seed: int) -> list[nn.Module]:
         """[teacher, generation 1, ..., generation G]: each generation taught by its predecessor alone."""

@@ -91,8 +91,7 @@ class DeepMutualLearning:
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.to(experiment.device)
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val),
-                         "image_size": data.input_shape[-1]}
+        self.data_key = data.key()
         self.steps_per_epoch = -(-len(self.data.train) // self.protocol.recipe.batch_size)
 
     def network(self, role: str, seed: int, occurrence: int = 0) -> nn.Module:

@@ -102,8 +102,7 @@ class FSP:
     def __init__(self, experiment: Experiment, data: Data):
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.first_test(self.protocol.test_size).to(experiment.device)
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val),
-                         "image_size": data.input_shape[-1]}
+        self.data_key = data.key()
 
     def _build(self, architecture: str | dict, seed: int) -> nn.Module:
         torch.manual_seed(seed)

@@ -95,7 +95,7 @@ class HintonKD:
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.to(experiment.device)
         self._teacher_logits: dict[int, Tensor] = {}
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
+        self.data_key = data.key()
 
     def _build(self, hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0):
         return mlp(self.data.input_shape, hidden, self.data.num_classes, dropout, input_dropout).to(self.exp.device)

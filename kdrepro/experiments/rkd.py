@@ -128,12 +128,6 @@ def load_classifier_data(protocol: Protocol) -> Data:
                      download=protocol.download)
 
 
-def data_key(data: Data) -> dict:
-    """What identifies a model's training images for the cache; CUB's image size too, chosen at reading."""
-    key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val)}
-    return key if data.name != "cub200" else {**key, "image_size": data.input_shape[-1]}
-
-
 def metric_splits(data: Data, train_classes: tuple[int, ...]) -> tuple[Split, Split]:
     """Training images of `train_classes`, and test images of every other class: Recall@K is measured on classes
     the embedding never saw."""
@@ -154,7 +148,7 @@ class RKD:
         self.exp, self.protocol = experiment, experiment.protocol
         self.data = data.first_test(self.protocol.test_size).to(experiment.device)
         self.metric_train, self.held_out = metric_splits(self.data, self.protocol.train_classes)
-        self.data_key = data_key(data)
+        self.data_key = data.key()
         self.sampler = partial(class_balanced_batches, per_class=self.protocol.per_class)
 
     @cached_property
@@ -165,7 +159,7 @@ class RKD:
 
     @cached_property
     def classifier_data_key(self) -> dict:
-        return self.data_key if self.protocol.metric_dataset is None else data_key(self.classifier_data)
+        return self.data_key if self.protocol.metric_dataset is None else self.classifier_data.key()
 
     # --- metric learning ---
 

@@ -55,8 +55,7 @@ class PairRun:
     def __init__(self, experiment: Experiment, pair: Pair, data: Data):
         self.exp, self.pair = experiment, pair
         self.data = data.to(experiment.device)
-        self.data_key = {"dataset": data.name, "train_size": len(data.train), "val_size": len(data.val),
-                         "image_size": data.input_shape[-1]}
+        self.data_key = data.key()
         self._logits: dict[int, Tensor] = {}
 
     def arm_name(self, arm: str, main: bool = True) -> str:
