@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,14 @@ def executed_notebook(paper_id: str, profile: str) -> Path:
     return results_dir() / profile / paper_id / "notebook.ipynb"
 
 
+def local_kernel(sockets: Path):
+    """Kernel configuration: talk to the kernel over Unix sockets in `sockets`, a folder of this run's own, rather
+    than unencrypted TCP ports (the kernel warns about those on every start)."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+
+
 def run_paper(paper_id: str, profile: str) -> None:
     """Execute the paper's notebook headless with papermill; keep the executed copy beside its results."""
     import papermill
@@ -34,9 +43,11 @@ def run_paper(paper_id: str, profile: str) -> None:
     previous = os.environ.get(PROFILE_VARIABLE)
     os.environ[PROFILE_VARIABLE] = profile  # the kernel inherits it, so nothing else can pick another profile
     try:
-        papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
-                                   kernel_name="python3", progress_bar=False, log_output=False,
-                                   stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir())
+        with tempfile.TemporaryDirectory(prefix="kdrepro-kernel-") as sockets:
+            papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
+                                       kernel_name="python3", progress_bar=False, log_output=False,
+                                       stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir(),
+                                       config=local_kernel(Path(sockets)))
     except papermill.PapermillExecutionError as error:
         raise SystemExit(f"error: {paper.notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                          f"the executed notebook, error included, is {partial}") from None

@@ -87,9 +87,10 @@ def test_a_failing_notebook_names_the_error_and_keeps_the_executed_copy(isolated
     assert not cli.executed_notebook("hinton_kd", "smoke").exists()
 
 
-def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isolated, monkeypatch):
+def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isolated, monkeypatch, capfd):
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     cli.main(["run", "hinton_kd", "--profile", "smoke"])
+    assert "Kernel is running over TCP" not in capfd.readouterr().err  # it talks to the kernel over Unix sockets
     folder = isolated / "results" / "smoke" / "hinton_kd"
     import json
     executed = json.loads((folder / "notebook.ipynb").read_text())
