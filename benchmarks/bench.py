@@ -2,8 +2,8 @@
 
 1. Offline KD training throughput: kdrepro's loop (`fit` on in-memory tensors, the teacher's logits computed
    once, their cost included) against the conventional PyTorch loop (benchmarks/conventional.py: torchvision's
-   FashionMNIST through a DataLoader, the teacher at every step), for three teachers of one
-   student. Same models, data, steps and optimiser, measured side by side in interleaved repeats; medians.
+   FashionMNIST through a DataLoader, the teacher at every step), for three teachers of one student. Same models,
+   data, steps and optimiser, measured side by side in interleaved repeats; medians.
 2. Each notebook's wall time on the `cpu` profile in its last `make reproduce` (its provenance.json).
 3. Seq-KD decoding speed: greedy and beam search, teacher and student of the seqkd `cpu` profile.
 
