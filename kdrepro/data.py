@@ -268,6 +268,12 @@ def _load_raw_cached(name: str, download: bool, root: str) -> RawData:
     return LOADERS[name](download)
 
 
+def channel_statistics(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std of float images (N, C, H, W), shaped (1, C, 1, 1) to normalise with; the std is
+    floored so that a constant channel does not divide by zero."""
+    return images.mean(dim=(0, 2, 3), keepdim=True), images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
 def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000, seed: int = 0,
               download: bool = False, image_size: int | None = None) -> Data:
     """Split the official training set into validation (`val_size` images) and training (`train_size`, or all
@@ -282,8 +288,7 @@ def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000,
     order = torch.randperm(len(raw.y_train), generator=torch.Generator().manual_seed(seed))
     val_index, train_index = order[:val_size], order[val_size: val_size + (train_size or available)]
     train_x = raw.x_train[train_index].float()
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean, std = channel_statistics(train_x)
 
     def normalise(x: Tensor) -> Tensor:
         return ((x.float() - mean) / std).contiguous()
