@@ -20,6 +20,7 @@ from kdrepro.paths import results_dir
 
 TRANSFERRED = ("response", "feature", "relation", "sequence")
 SCHEMES = ("offline", "online", "self")
+NOT_RUN = "not run"  # a paper without results, in the tables and the figure
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def gain_rows(gains: dict[str, pd.DataFrame | None]) -> list[dict[str, object]]:
     for paper_id, paper_gains in gains.items():
         c = COMPARISONS[paper_id]
         if paper_gains is None:
-            rows.append({"paper": c.name, "method": "not run", "over": c.scratch, "gain": "", "unit": "",
+            rows.append({"paper": c.name, "method": NOT_RUN, "over": c.scratch, "gain": "", "unit": "",
                          "seeds": 0})
             continue
         for row in summarise_gains(paper_gains).itertuples():
@@ -192,7 +193,7 @@ def plot_gains(gains: dict[str, pd.DataFrame | None]) -> plt.Figure:
         c = COMPARISONS[paper_id]
         ax.set_title(c.name)
         if paper_gains is None:
-            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="0.5")
+            ax.text(0.5, 0.5, NOT_RUN, ha="center", va="center", transform=ax.transAxes, color="0.5")
             ax.set(xticks=[], yticks=[])
             continue
         _draw_gains(ax, paper_gains)

@@ -17,11 +17,11 @@ import pandas as pd
 from kdrepro import experiments, overview
 from kdrepro.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
 from kdrepro.experiment import verdict_rows
+from kdrepro.overview import NOT_RUN
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text, markdown_table
 
 DEFAULT_PROFILE = "cpu"
-NOT_RUN = "not run"
 
 
 def summary_path(profile: str) -> Path:
