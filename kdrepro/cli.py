@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import subprocess
@@ -14,15 +16,46 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kdrepro import experiments
+from kdrepro.cache import key_digest
 from kdrepro.claims import REPRODUCED
 from kdrepro.experiment import PROFILE_VARIABLE
-from kdrepro.paths import notebooks_dir, results_dir
+from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
+from kdrepro.results import atomic_write_text
 
 
 def executed_notebook(paper_id: str, profile: str) -> Path:
-    """Written last, after the paper's results: its presence marks the paper as done for `reproduce`."""
+    """The executed copy of the paper's notebook, kept beside its results."""
     return results_dir() / profile / paper_id / "notebook.ipynb"
+
+
+def package_sha256(package: Path = REPO_ROOT / "kdrepro") -> str:
+    """sha256 over every file of the package, its path and bytes (bytecode aside)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def done_record(paper_id: str, profile: str) -> dict[str, str]:
+    """What determines a paper's published results in this checkout: the paper, the profile, the folder they are
+    published to, the notebook's source and the whole package (its tables, claims and figures too, which the
+    cache's code fingerprint rightly leaves out)."""
+    notebook = notebooks_dir() / experiments.paper(paper_id).notebook
+    return {"paper": paper_id, "profile": profile, "results": str(results_dir() / profile / paper_id),
+            "notebook_sha256": hashlib.sha256(notebook.read_bytes()).hexdigest(), "package_sha256": package_sha256()}
+
+
+def done_marker(record: dict[str, str]) -> Path:
+    """Written after the paper's results are published, in this checkout's cache (never committed) and named by
+    everything in `record`: a fresh clone, an emptied cache, or a change to the package or the notebook reruns the
+    paper; committed results alone never count as done."""
+    return cache_dir() / "done" / f"{record['paper']}-{record['profile']}-{key_digest(record)}.json"
+
+
+def is_done(paper_id: str, profile: str) -> bool:
+    return executed_notebook(paper_id, profile).exists() and done_marker(done_record(paper_id, profile)).exists()
 
 
 def local_kernel(sockets: Path):
@@ -38,6 +71,7 @@ def run_paper(paper_id: str, profile: str) -> None:
     import papermill
 
     paper = experiments.paper(paper_id)
+    record = done_record(paper_id, profile)  # taken before the run: what ran, even if a file changes meanwhile
     partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
     partial.parent.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get(PROFILE_VARIABLE)
@@ -60,6 +94,7 @@ def run_paper(paper_id: str, profile: str) -> None:
     if not done.parent.is_dir():
         raise RuntimeError(f"{paper.notebook} finished without publishing results to {done.parent}")
     os.replace(partial, done)
+    atomic_write_text(done_marker(record), json.dumps(record, indent=1))
 
 
 def last_wall_seconds(paper_id: str, profile: str) -> float:
@@ -106,9 +141,9 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
     started = time.perf_counter()
     todo = []
     for paper_id in paper_ids:
-        done = executed_notebook(paper_id, profile)
-        if done.exists() and not force:
-            print(f"{paper_id}: already done ({done}); --force reruns it", flush=True)
+        if is_done(paper_id, profile) and not force:
+            print(f"{paper_id}: already done ({executed_notebook(paper_id, profile)}); --force reruns it",
+                  flush=True)
         else:
             todo.append(paper_id)
     failed = []

@@ -54,6 +54,69 @@ def test_reproduce_skips_papers_already_done_and_resumes_after_an_interruption(i
     assert len(calls) == 1 + 2 * papers
 
 
+def test_committed_results_alone_do_not_count_as_done(isolated, monkeypatch, capsys):
+    for paper_id in experiments.PAPERS:  # a fresh clone: every executed notebook committed, the cache empty
+        cli.executed_notebook(paper_id, "smoke").parent.mkdir(parents=True)
+        cli.executed_notebook(paper_id, "smoke").write_text("{}")
+    calls = []
+    fake_papermill(monkeypatch, calls)
+    cli.main(["reproduce", "--profile", "smoke"])
+    assert len(calls) == len(experiments.PAPERS) and "already done" not in capsys.readouterr().out
+    cli.main(["reproduce", "--profile", "smoke"])
+    assert len(calls) == len(experiments.PAPERS)
+    assert capsys.readouterr().out.count("already done") == len(experiments.PAPERS)
+
+
+def test_the_done_marker_records_what_determines_the_results(isolated, monkeypatch):
+    fake_papermill(monkeypatch, [])
+    cli.main(["run", "rkd", "--profile", "smoke"])
+    import hashlib
+    import json
+    [marker] = (isolated / "cache" / "done").iterdir()
+    notebook = (cli.notebooks_dir() / "05_rkd.ipynb").read_bytes()
+    assert json.loads(marker.read_text()) == {
+        "paper": "rkd", "profile": "smoke", "results": str(isolated / "results" / "smoke" / "rkd"),
+        "notebook_sha256": hashlib.sha256(notebook).hexdigest(), "package_sha256": cli.package_sha256()}
+
+
+def test_a_changed_notebook_or_package_or_an_emptied_cache_reruns_the_papers(isolated, monkeypatch):
+    import shutil
+    calls = []
+    fake_papermill(monkeypatch, calls)
+    reproduce = ["reproduce", "--profile", "smoke", "--papers", "hinton_kd,rkd"]
+    cli.main(reproduce)
+    notebooks = isolated / "notebooks"
+    shutil.copytree(cli.notebooks_dir(), notebooks)
+    monkeypatch.setattr(cli, "notebooks_dir", lambda: notebooks)
+    cli.main(reproduce)
+    assert len(calls) == 2                           # the same notebooks, byte for byte: both done
+    with open(notebooks / "05_rkd.ipynb", "a") as notebook:
+        notebook.write("\n")
+    cli.main(reproduce)
+    assert len(calls) == 3                           # rkd's notebook changed
+    monkeypatch.setattr(cli, "package_sha256", lambda: "another package")
+    cli.main(reproduce)
+    assert len(calls) == 5
+    shutil.rmtree(isolated / "cache")
+    cli.main(reproduce)
+    assert len(calls) == 7
+
+
+def test_the_package_hash_follows_every_file_but_not_bytecode(tmp_path):
+    package = tmp_path / "kdrepro"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "train.py").write_text("epochs = 1\n")
+    (package / "departures.md").write_text("none\n")
+    before = cli.package_sha256(package)
+    (package / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    assert cli.package_sha256(package) == before
+    (package / "departures.md").write_text("one\n")
+    assert cli.package_sha256(package) != before
+    (package / "departures.md").write_text("none\n")
+    (package / "departures.md").rename(package / "notes.md")   # the same bytes under another name
+    assert cli.package_sha256(package) != before
+
+
 def test_a_notebook_that_publishes_nothing_is_an_error(isolated, monkeypatch):
     import papermill
     monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: output.write_text("{}"))
