@@ -18,7 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kdrepro.data import Data, DatasetNotFoundError, RawData, Split, channel_statistics, data_root
+from kdrepro.data import (
+    Data,
+    DataFileError,
+    DatasetNotFoundError,
+    RawData,
+    Split,
+    channel_statistics,
+    data_root,
+    note_source,
+    text_lines,
+)
 
 FOLDER = "CUB_200_2011"  # what CUB_200_2011.tgz extracts to
 ARCHIVE_URL = "https://www.vision.caltech.edu/datasets/cub_200_2011/"
@@ -45,15 +55,38 @@ def cub_folder(directory: str | Path | None = None) -> Path:
 
 def read_index(path: Path) -> dict[int, str]:
     """One of CUB's index files: a line '<id> <value>' per image or class, ids counting from 1."""
-    entries = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    return {key: value for key, (_, value) in _numbered_entries(path).items()}
+
+
+def read_labels(path: Path, num_classes: int) -> dict[int, int]:
+    """image_class_labels.txt: each image's class id, a whole number in 1..num_classes."""
+    labels = {}
+    for image, (number, value) in _numbered_entries(path).items():
+        if not (_is_number(value) and 1 <= int(value) <= num_classes):
+            raise DataFileError(f"{path}, line {number}: image {image} has the class {value!r}, not a class id in "
+                                f"1..{num_classes} (classes.txt); restore the file from CUB_200_2011.tgz")
+        labels[image] = int(value)
+    return labels
+
+
+def _numbered_entries(path: Path) -> dict[int, tuple[int, str]]:
+    """id -> (line number, value) of each line '<id> <value>'; an id given twice is an error, not a lost entry."""
+    entries: dict[int, tuple[int, str]] = {}
+    for number, line in enumerate(text_lines(path), start=1):
         if not line.strip():
             continue
         key, _, value = line.strip().partition(" ")
-        if not key.isdigit() or not value.strip():
-            raise ValueError(f"{path}, line {number}: expected '<id> <value>', got {line!r}")
-        entries[int(key)] = value.strip()
+        if not _is_number(key) or not value.strip():
+            raise DataFileError(f"{path}, line {number}: expected '<id> <value>', got {line!r}")
+        if int(key) in entries:
+            raise DataFileError(f"{path}, line {number}: id {int(key)} is already on line {entries[int(key)][0]}; "
+                                "each id is listed once: restore the file from CUB_200_2011.tgz")
+        entries[int(key)] = number, value.strip()
     return entries
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # str.isdigit alone accepts '²', which int() refuses
 
 
 def species_name(folder_name: str) -> str:
@@ -82,22 +115,24 @@ def load_cub_raw(size: int = DEFAULT_SIZE, directory: str | Path | None = None) 
 @lru_cache(maxsize=2)  # decoding 11,788 JPEGs takes a minute; a notebook asks again when a cell re-runs
 def _read_cub(folder: str, size: int) -> RawData:
     root = Path(folder)
-    paths, labels, names = (read_index(root / name) for name in INDEX_FILES)
+    paths, names = read_index(root / "images.txt"), read_index(root / "classes.txt")
     if sorted(names) != list(range(1, len(names) + 1)):
-        raise ValueError(f"{root / 'classes.txt'} should number the classes 1..{len(names)}")
+        raise DataFileError(f"{root / 'classes.txt'} should number the classes 1..{len(names)}")
+    labels = read_labels(root / "image_class_labels.txt", len(names))
     unlabelled = sorted(set(paths) - set(labels))
     if unlabelled:
-        raise ValueError(f"{root / 'image_class_labels.txt'} gives no class for images {unlabelled[:5]}")
+        raise DataFileError(f"{root / 'image_class_labels.txt'} gives no class for images {unlabelled[:5]}")
+    note_source("cub200", str(root))
     images = sorted(paths)
-    train = [i for i in images if int(labels[i]) in TRAIN_CLASS_IDS]
-    test = [i for i in images if int(labels[i]) not in TRAIN_CLASS_IDS]
+    train = [i for i in images if labels[i] in TRAIN_CLASS_IDS]
+    test = [i for i in images if labels[i] not in TRAIN_CLASS_IDS]
     if not train or not test:
-        raise ValueError(f"{root / 'images.txt'} lists {len(train)} images of species 1-100 and {len(test)} of "
+        raise DataFileError(f"{root / 'images.txt'} lists {len(train)} images of species 1-100 and {len(test)} of "
                          "species 101-200; metric learning needs both")
 
     def read(ids: list[int]) -> tuple[Tensor, Tensor]:
         pixels = np.stack([read_image(root / "images" / paths[i], size) for i in ids])
-        return torch.from_numpy(pixels), torch.tensor([int(labels[i]) - 1 for i in ids], dtype=torch.int64)
+        return torch.from_numpy(pixels), torch.tensor([labels[i] - 1 for i in ids], dtype=torch.int64)
 
     classes = tuple(species_name(names[c]) for c in range(1, len(names) + 1))
     return RawData("cub200", *read(train), *read(test), classes)

@@ -7,13 +7,16 @@ official test set is only ever evaluated, never used to choose anything.
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
 import os
 import pickle
+import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -29,10 +32,33 @@ DOWNLOAD_HINT = ("set KDREPRO_DOWNLOAD=1 (or pass download=True) to let torchvis
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# MD5 of each file of the official CIFAR archives once extracted, as torchvision 0.29.1 checks them
+# (torchvision/datasets/cifar.py; the archives themselves: cifar-10-python.tar.gz c58f30108f718f92721af3b95e74349a,
+# cifar-100-python.tar.gz eb9058c3a382ffc7106e4002c42a8d85). A CIFAR file is a pickle, and unpickling runs whatever
+# code the file names, so a file is unpickled only when its MD5 is the published one.
+CIFAR_MD5 = {
+    "cifar-10-batches-py": {"data_batch_1": "c99cafc152244af753f735de768cd75f",
+                            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+                            "data_batch_4": "634d18415352ddfa80567beed471001a",
+                            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+                            "test_batch": "40351d587109b95175f43aff81a1287e",
+                            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888"},
+    "cifar-100-python": {"train": "16019d7e3df5f24257cddd939b257f8d",
+                         "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                         "meta": "7973b15100ade9c7d40fb424638fde48"},
+}
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not on disk; the message says how to get them."""
+
+
+class DataFileError(ValueError):
+    """A data file is damaged, in another format or inconsistent with its partner; the message names the file
+    (and the line of a text file) and says what to do."""
 
 
 @dataclass(frozen=True)
@@ -118,29 +144,82 @@ def data_root() -> Path:
     return Path(os.environ.get("KDREPRO_DATA", REPO_ROOT / "data"))
 
 
+_SOURCES: dict[str, str] = {}
+
+
+def note_source(name: str, where: str) -> None:
+    """Say which copy of a dataset this process reads (once), and keep it for the results' provenance."""
+    if _SOURCES.get(name) != where:
+        print(f"{name}: reading {where}")
+    _SOURCES[name] = where
+
+
+def sources_read() -> dict[str, str]:
+    """Every dataset this process has read, and from where."""
+    return dict(_SOURCES)
+
+
 # --- file formats -------------------------------------------------------------------------------------------
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format, optionally gzipped): magic 0x0000 08 <ndim>, big-endian dims, uint8 data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    raw = _read_maybe_gzipped(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic bytes {raw[:4].hex()})")
+        raise DataFileError(f"{path} is not an unsigned-byte IDX file (magic bytes {raw[:4].hex()}); replace it with "
+                            "the published file")
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=min(4 + 4 * ndim, len(raw)))
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path} is truncated: header says {dims}, found {data.size} bytes of data")
+        raise DataFileError(f"{path} is truncated: header says {dims}, found {data.size} bytes of data; replace it "
+                            "with the published file")
     return data.reshape(dims).copy()  # frombuffer is read-only; torch wants a writable array
 
 
-def read_cifar_batches(files: list[Path], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Read CIFAR python-pickle batches (the layout torchvision downloads): rows of 3072 bytes, R then G then B."""
+def _read_maybe_gzipped(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # truncated, not gzip at all, damaged inside
+        raise DataFileError(f"{path} is not a complete gzip file ({error.__class__.__name__}: {error}); the copy is "
+                            "damaged or was cut short: replace it with the published file") from None
+
+
+def text_lines(path: Path, error: type[DataFileError] = DataFileError) -> list[str]:
+    r"""A UTF-8 text file's lines: a leading byte-order mark dropped, split on "\n" alone ("\r\n" too), as `wc -l`
+    counts them. str.splitlines would also split on U+2028, U+0085 and form feeds, which web-crawled text holds
+    inside its lines. Bytes that are not UTF-8 raise `error`, naming the file and the line."""
+    raw = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = raw.count(b"\n", 0, bad.start) + 1
+        raise error(f"{path}, line {line}: byte 0x{raw[bad.start]:02x} is not UTF-8; convert the file to UTF-8 "
+                    "(iconv -f <its encoding> -t UTF-8)") from None
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def read_verified_pickle(path: Path, md5: str) -> Any:
+    """Unpickle a file whose MD5 is `md5`, the published file's; any other file is refused before it is unpickled,
+    since unpickling can run code."""
+    raw = path.read_bytes()
+    found = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    if found != md5:
+        raise DataFileError(f"{path} is not the published file (MD5 {found}, expected {md5}, the checksum "
+                            "torchvision verifies); it was not unpickled, since unpickling can run code. Replace it "
+                            "with the file from the official archive, or let torchvision download it "
+                            "(KDREPRO_DOWNLOAD=1) into an empty folder")
+    return pickle.loads(raw, encoding="bytes")
+
+
+def read_cifar_batches(files: list[Path], label_key: bytes, md5: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read CIFAR python-pickle batches (the layout torchvision downloads): rows of 3072 bytes, R then G then B.
+    `md5` maps each file's name to its published checksum (`read_verified_pickle`)."""
     images, labels = [], []
     for file in files:
-        with open(file, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = read_verified_pickle(file, md5[file.name])
         images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
@@ -153,15 +232,47 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _read_mnist_format(name: str, directories: list[Path], classes: tuple[str, ...]) -> RawData | None:
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+def _idx_files(name: str, directories: list[Path]) -> list[Path] | None:
+    """The four IDX files of the first folder that holds any; None when none does. A folder with only some of
+    them is an error, not passed over: a half-copied dataset must not make another copy be read in silence."""
     for directory in directories:
-        files = [_find_idx(directory, stem) for stem in stems]
-        if all(files):
-            x_train, y_train, x_test, y_test = (read_idx(f) for f in files)
-            return RawData(name, _images(x_train[:, None]), _labels(y_train),
-                           _images(x_test[:, None]), _labels(y_test), classes)
+        found = {stem: _find_idx(directory, stem) for stem in IDX_STEMS}
+        if all(found.values()):
+            return list(found.values())
+        if any(found.values()):
+            missing = ", ".join(f"{stem}(.gz)" for stem, file in found.items() if file is None)
+            raise DatasetNotFoundError(f"{directory} holds only some of {name}'s four IDX files; missing: {missing}. "
+                                       f"Copy the missing file there, or move the others out of {directory} so "
+                                       "that another copy is read")
     return None
+
+
+def _read_mnist_format(name: str, files: list[Path], classes: tuple[str, ...]) -> RawData:
+    """The four IDX files (`IDX_STEMS`' order) as a dataset, each labels file checked against its images."""
+    note_source(name, f"{files[0].parent} (Debian's dataset-fashion-mnist)" if files[0].parent == DEBIAN_FASHION_MNIST
+                else str(files[0].parent))
+    arrays = [read_idx(f) for f in files]
+    for images, labels in ((0, 1), (2, 3)):
+        _check_idx_pair(files[images], arrays[images], files[labels], arrays[labels], len(classes))
+    x_train, y_train, x_test, y_test = arrays
+    return RawData(name, _images(x_train[:, None]), _labels(y_train), _images(x_test[:, None]), _labels(y_test),
+                   classes)
+
+
+def _check_idx_pair(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray,
+                    num_classes: int) -> None:
+    """Images (N, H, W) and as many labels, each a class index."""
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataFileError(f"{images_path} holds an array of shape {images.shape} and {labels_path} one of shape "
+                            f"{labels.shape}; expected images (N, H, W) and labels (N,): replace them with the "
+                            "published files")
+    if len(images) != len(labels):
+        raise DataFileError(f"{labels_path} holds {len(labels)} labels but {images_path} holds {len(images)} "
+                            "images; one of them is cut short or from another copy: replace both with the published "
+                            "files")
+    if labels.size and labels.max() >= num_classes:
+        raise DataFileError(f"{labels_path} holds the label {labels.max()}, beyond the {num_classes} classes; "
+                            "replace it with the published file")
 
 
 def _images(array: np.ndarray) -> Tensor:
@@ -182,30 +293,30 @@ def _missing(name: str, searched: list[Path], how: str) -> DatasetNotFoundError:
 def _fashion_mnist(download: bool) -> RawData:
     root = data_root()
     searched = [root / "fashion-mnist", root / "FashionMNIST" / "raw", root, DEBIAN_FASHION_MNIST]
-    raw = _read_mnist_format("fashion_mnist", searched, FASHION_MNIST_CLASSES)
-    if raw is None and download:
+    files = _idx_files("Fashion-MNIST", searched)
+    if files is None and download:
         import torchvision
         torchvision.datasets.FashionMNIST(root, train=True, download=True)  # fetches the test files too
-        raw = _read_mnist_format("fashion_mnist", searched, FASHION_MNIST_CLASSES)
-    if raw is None:
+        files = _idx_files("Fashion-MNIST", searched)
+    if files is None:
         raise _missing("Fashion-MNIST", searched,
                        "Install Debian's package (sudo apt-get install dataset-fashion-mnist), put the four IDX "
                        f"files in $KDREPRO_DATA/fashion-mnist, or {DOWNLOAD_HINT}.")
-    return raw
+    return _read_mnist_format("fashion_mnist", files, FASHION_MNIST_CLASSES)
 
 
 def _mnist(download: bool) -> RawData:
     root = data_root()
     searched = [root / "mnist", root / "MNIST" / "raw", root]
     digits = tuple(str(d) for d in range(10))
-    raw = _read_mnist_format("mnist", searched, digits)
-    if raw is None and download:
+    files = _idx_files("MNIST", searched)
+    if files is None and download:
         import torchvision
         torchvision.datasets.MNIST(root, train=True, download=True)
-        raw = _read_mnist_format("mnist", searched, digits)
-    if raw is None:
+        files = _idx_files("MNIST", searched)
+    if files is None:
         raise _missing("MNIST", searched, f"Put the four IDX files in $KDREPRO_DATA/mnist, or {DOWNLOAD_HINT}.")
-    return raw
+    return _read_mnist_format("mnist", files, digits)
 
 
 def _cifar(download: bool, classes_100: bool) -> RawData:
@@ -225,10 +336,11 @@ def _cifar(download: bool, classes_100: bool) -> RawData:
     if not all(p.is_file() for p in paths):
         name = "CIFAR-100" if classes_100 else "CIFAR-10"
         raise _missing(name, [directory], f"Unpack the python version of {name} into {directory}, or {DOWNLOAD_HINT}.")
-    x_train, y_train = read_cifar_batches(paths[:len(train_files)], label_key)
-    x_test, y_test = read_cifar_batches(paths[len(train_files):-1], label_key)
-    with open(paths[-1], "rb") as f:
-        classes = tuple(c.decode() for c in pickle.load(f, encoding="bytes")[meta[1]])
+    md5 = CIFAR_MD5[folder]
+    x_train, y_train = read_cifar_batches(paths[:len(train_files)], label_key, md5)
+    x_test, y_test = read_cifar_batches(paths[len(train_files):-1], label_key, md5)
+    classes = tuple(c.decode() for c in read_verified_pickle(paths[-1], md5[paths[-1].name])[meta[1]])
+    note_source("cifar100" if classes_100 else "cifar10", f"{directory} (MD5 of every file verified)")
     return RawData("cifar100" if classes_100 else "cifar10", _images(x_train), _labels(y_train),
                    _images(x_test), _labels(y_test), classes)
 
@@ -241,6 +353,7 @@ def _digits(download: bool) -> RawData:
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]
     order = np.random.default_rng(0).permutation(len(images))
     test, train = order[: len(order) // 4], order[len(order) // 4:]
+    note_source("digits", "scikit-learn's bundled copy")
     return RawData("digits", _images(images[train]), _labels(digits.target[train]),
                    _images(images[test]), _labels(digits.target[test]), tuple(str(d) for d in range(10)))
 

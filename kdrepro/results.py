@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from kdrepro.data import sources_read
 from kdrepro.paths import REPO_ROOT
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scipy", "matplotlib", "papermill", "sacrebleu")
@@ -65,7 +66,8 @@ def markdown_table(rows: list[dict[str, object]]) -> str:
 
 
 def provenance(profile: str, seeds: list[int], wall_seconds: float) -> dict[str, object]:
-    """How a result was made: code version, software, hardware, profile, seeds and wall time."""
+    """How a result was made: code version, software, hardware, profile, seeds, wall time, and which copy of
+    each dataset was read."""
     return {
         "profile": profile,
         "seeds": seeds,
@@ -78,6 +80,7 @@ def provenance(profile: str, seeds: list[int], wall_seconds: float) -> dict[str,
         "device": device_description(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        "data": sources_read(),
     }
 
 

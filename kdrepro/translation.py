@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdrepro.data import Split
+from kdrepro.data import DataFileError, Split, note_source, text_lines
 from kdrepro.seq2seq import EOS, PAD, SPECIALS, UNK
 
 Sentence = list[str]
@@ -68,6 +68,8 @@ class Vocabulary:
     @classmethod
     def of(cls, sentences: list[Sentence], max_size: int | None = None) -> Vocabulary:
         """The `max_size` most frequent words (ties alphabetical), after the special tokens."""
+        if max_size is not None:
+            check_vocab_size(max_size)
         counts = Counter(w for s in sentences for w in s)
         ranked = sorted(counts, key=lambda w: (-counts[w], w))
         return cls(SPECIALS + tuple(ranked[: None if max_size is None else max_size - len(SPECIALS)]))
@@ -80,6 +82,12 @@ class Vocabulary:
 
     def decode(self, ids: list[int]) -> Sentence:
         return [self.words[i] for i in ids]
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    if vocab_size <= len(SPECIALS):
+        raise ValueError(f"vocab_size={vocab_size} leaves no room for a word after the {len(SPECIALS)} special tokens "
+                         f"{SPECIALS}: ask for more than {len(SPECIALS)}")
 
 
 @dataclass(frozen=True)
@@ -227,8 +235,8 @@ def generate(seed: int, train_size: int, val_size: int, test_size: int, referenc
 
 # --- user-provided corpora ---------------------------------------------------------------------------------------
 
-class CorpusError(ValueError):
-    """A parallel corpus file is missing, empty or misaligned; the message names the file and the line."""
+class CorpusError(DataFileError):
+    """A parallel corpus file is missing, empty, not UTF-8 or misaligned; the message names the file and the line."""
 
 
 def read_pairs(path: Path, separator: str = "\t") -> tuple[list[Sentence], list[Sentence]]:
@@ -262,10 +270,11 @@ def read_aligned(source_path: Path, target_path: Path) -> tuple[list[Sentence], 
 
 
 def _lines(path: Path) -> list[str]:
+    """The sentences of a UTF-8 file, one a line (`text_lines`: line i is what `wc -l` and `sed -n ip` call line i)."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = text_lines(path, CorpusError)
     if not any(line.strip() for line in lines):
         raise CorpusError(f"{path} is empty")
     while lines and not lines[-1].strip():  # a trailing blank line is not a sentence
@@ -289,6 +298,9 @@ def read_split(directory: Path, split: str, languages: tuple[str, str]) -> tuple
 def load_corpus(directory: Path, languages: tuple[str, str], vocab_size: int, max_len: int) -> TranslationData:
     """A pre-tokenised corpus with train, dev and test splits. Training pairs longer than `max_len` words on
     either side are dropped; each side's vocabulary is its `vocab_size` most frequent training words."""
+    check_vocab_size(vocab_size)  # before reading a corpus of millions of lines
+    if max_len < 1:
+        raise ValueError(f"max_len={max_len} keeps no sentence: it must be at least 1 word")
     train_sources, train_targets = read_split(directory, "train", languages)
     keep = [i for i, (s, t) in enumerate(zip(train_sources, train_targets)) if len(s) <= max_len and len(t) <= max_len]
     if not keep:
@@ -299,6 +311,7 @@ def load_corpus(directory: Path, languages: tuple[str, str], vocab_size: int, ma
         return Parallel(sources, targets, [[t] for t in targets])
 
     dev, test = (part(*read_split(directory, split, languages)) for split in ("dev", "test"))
+    note_source(f"corpus {Path(directory).name}", str(directory))
     return TranslationData(Path(directory).name, Vocabulary.of(train_sources, vocab_size),
                            Vocabulary.of(train_targets, vocab_size), part(train_sources, train_targets), dev, test)
 

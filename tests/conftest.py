@@ -1,6 +1,8 @@
 """Small dataset files written in the published formats, so the readers are tested without any download."""
 
+import copy
 import gzip
+import hashlib
 import pickle
 import struct
 from pathlib import Path
@@ -31,7 +33,9 @@ def write_mnist_format(folder: Path, n_train: int = 120, n_test: int = 40, gz: b
 
 
 def write_cifar(folder: Path, classes: int, n_per_batch: int = 20) -> None:
-    """The python-pickle layout of CIFAR-10 (five data batches, test_batch, batches.meta) or CIFAR-100."""
+    """The python-pickle layout of CIFAR-10 (five data batches, test_batch, batches.meta) or CIFAR-100, each file's
+    MD5 put in place of the published one (in the copy of `data.CIFAR_MD5` that `data_dir` installs)."""
+    from kdrepro import data
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -42,6 +46,7 @@ def write_cifar(folder: Path, classes: int, n_per_batch: int = 20) -> None:
     def dump(name: str, obj: dict) -> None:
         with open(folder / name, "wb") as f:
             pickle.dump(obj, f)
+        data.CIFAR_MD5[folder.name][name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
 
     if classes == 10:
         for i in range(1, 6):
@@ -56,12 +61,14 @@ def write_cifar(folder: Path, classes: int, n_per_batch: int = 20) -> None:
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    """An empty KDREPRO_DATA folder, and the in-process dataset cache cleared around the test."""
+    """An empty KDREPRO_DATA folder, the in-process dataset cache cleared around the test, and a copy of the CIFAR
+    checksums that `write_cifar` may change."""
     from kdrepro import data
     folder = tmp_path / "data"
     folder.mkdir()
     monkeypatch.setenv("KDREPRO_DATA", str(folder))
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(data, "CIFAR_MD5", copy.deepcopy(data.CIFAR_MD5))
     data._load_raw_cached.cache_clear()
     yield folder
     data._load_raw_cached.cache_clear()

@@ -1,3 +1,6 @@
+import hashlib
+import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +11,19 @@ from PIL import Image
 from tiny_profiles import cub_colour, write_cub
 
 from kdrepro.cub import load_cub, load_cub_raw
-from kdrepro.data import Data, DatasetNotFoundError, Split, batches, load_data, load_raw, read_idx
+from kdrepro.data import (
+    CIFAR_MD5,
+    Data,
+    DataFileError,
+    DatasetNotFoundError,
+    Split,
+    batches,
+    load_data,
+    load_raw,
+    read_idx,
+    read_verified_pickle,
+)
+from kdrepro.results import provenance
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -240,3 +255,91 @@ def test_cub_without_held_out_species_is_refused(data_dir):
     write_cub(data_dir, class_ids=(1, 2), per_class=3)
     with pytest.raises(ValueError, match="6 images of species 1-100 and 0 of species 101-200"):
         load_cub_raw(size=4)
+
+
+# --- damaged or incomplete data files ---------------------------------------------------------------------------
+
+def test_a_truncated_gzip_file_is_named(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10, gz=True)
+    labels = data_dir / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-12])  # cut inside the compressed stream
+    with pytest.raises(DataFileError, match=r"t10k-labels-idx1-ubyte.gz is not a complete gzip file \(EOFError"):
+        load_raw("fashion_mnist")
+
+
+def test_a_garbage_gzip_file_is_named(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10, gz=True)
+    (data_dir / "fashion-mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(DataFileError, match=r"train-images-idx3-ubyte.gz is not a complete gzip file "
+                                            r"\(BadGzipFile.*replace it"):
+        load_raw("fashion_mnist")
+
+
+def test_a_labels_file_shorter_than_its_images_is_refused(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10)
+    write_idx(data_dir / "fashion-mnist" / "train-labels-idx1-ubyte", np.arange(19) % 10)
+    with pytest.raises(DataFileError, match=r"train-labels-idx1-ubyte holds 19 labels but .*train-images-idx3-ubyte "
+                                            "holds 20 images"):
+        load_raw("fashion_mnist")
+
+
+def test_a_label_beyond_the_classes_is_refused(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10)
+    write_idx(data_dir / "fashion-mnist" / "t10k-labels-idx1-ubyte", np.full(10, 10))
+    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte holds the label 10, beyond the 10 classes"):
+        load_raw("fashion_mnist")
+
+
+def test_a_folder_with_three_of_the_four_files_names_the_missing_one_and_reads_no_other_copy(data_dir, monkeypatch,
+                                                                                             tmp_path):
+    write_mnist_format(tmp_path / "debian", n_train=20, n_test=10)  # a complete copy later in the search order
+    monkeypatch.setattr("kdrepro.data.DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    write_mnist_format(data_dir / "fashion-mnist", n_train=20, n_test=10)
+    (data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"fashion-mnist holds only some of Fashion-MNIST's four IDX files; "
+                                                   r"missing: t10k-images-idx3-ubyte\(.gz\)"):
+        load_raw("fashion_mnist")
+    assert len(list((data_dir / "fashion-mnist").iterdir())) == 3  # the user's files are left as they were
+
+
+def test_the_copy_read_is_said_and_kept_for_the_provenance(data_dir, monkeypatch, tmp_path, capsys):
+    write_mnist_format(tmp_path / "debian", n_train=20, n_test=10)
+    monkeypatch.setattr("kdrepro.data.DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr("kdrepro.data._SOURCES", {})
+    load_raw("fashion_mnist")
+    where = f"{tmp_path / 'debian'} (Debian's dataset-fashion-mnist)"
+    assert capsys.readouterr().out == f"fashion_mnist: reading {where}\n"
+    assert provenance("cpu", [0], 1.0)["data"] == {"fashion_mnist": where}
+
+
+def crafted_pickle(marker: Path) -> bytes:
+    """A pickle that, once loaded, creates the folder `marker`: what a hostile 'CIFAR batch' could do."""
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(marker),)
+    return pickle.dumps({b"data": Payload(), b"labels": [0]})
+
+
+def test_a_cifar_file_that_is_not_the_published_one_is_never_unpickled(data_dir, tmp_path):
+    write_cifar(data_dir / "cifar-10-batches-py", 10, n_per_batch=2)
+    marker = tmp_path / "code-ran"
+    (data_dir / "cifar-10-batches-py" / "data_batch_3").write_bytes(crafted_pickle(marker))
+    with pytest.raises(DataFileError, match=r"data_batch_3 is not the published file \(MD5 [0-9a-f]{32}, expected "
+                                            r"[0-9a-f]{32}.*it was not unpickled"):
+        load_raw("cifar10")
+    assert not marker.exists()
+
+
+def test_cifar_files_are_checked_against_torchvisions_published_md5():
+    import torchvision.datasets as tv
+    for dataset in (tv.CIFAR10, tv.CIFAR100):
+        published = dict(dataset.train_list + dataset.test_list) | {dataset.meta["filename"]: dataset.meta["md5"]}
+        assert CIFAR_MD5[dataset.base_folder] == published
+
+
+def test_a_verified_pickle_is_read_and_any_other_refused(tmp_path):
+    (tmp_path / "batch").write_bytes(pickle.dumps({b"labels": [3]}))
+    assert read_verified_pickle(tmp_path / "batch", hashlib.md5(pickle.dumps({b"labels": [3]})).hexdigest()) == \
+        {b"labels": [3]}
+    with pytest.raises(DataFileError, match="not the published file"):
+        read_verified_pickle(tmp_path / "batch", "0" * 32)

@@ -141,3 +141,43 @@ def test_seq_inter_picks_the_candidate_closest_to_the_reference():
     candidates = [["cat", "wo", "sees"], "ko dog ga cat wo sees".split(), "dog ga cat wo sees".split()]
     assert closest_by_bleu(candidates, reference) == 1
     assert closest_by_bleu([["x"], ["y"]], reference) == 0  # ties: the better-ranked beam hypothesis
+
+
+# --- corpora as users have them -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0c"], ids=["U+2028", "U+0085", "form feed"])
+def test_only_newlines_end_a_sentence_so_unicode_separators_keep_two_files_aligned(tmp_path, separator):
+    # str.splitlines would also end a line at the separator: four lines a side, silently paired as
+    # a -> A B, b -> C, c -> D, d e -> E (wc -l counts three in each file)
+    (tmp_path / "train.en").write_text(f"a{separator}b\nc\nd e\n", encoding="utf-8")
+    (tmp_path / "train.de").write_text(f"A B\nC{separator}D\nE\n", encoding="utf-8")
+    sources, targets = read_aligned(tmp_path / "train.en", tmp_path / "train.de")
+    assert sources == [["a", "b"], ["c"], ["d", "e"]] and targets == [["A", "B"], ["C", "D"], ["E"]]
+
+
+def test_the_line_counts_of_a_misaligned_corpus_are_those_wc_counts(tmp_path):
+    (tmp_path / "train.en").write_text("a\u2028b\nc\n", encoding="utf-8")
+    (tmp_path / "train.de").write_text("A\nB\nC\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="train.en has 2 lines, .*train.de has 3"):
+        read_aligned(tmp_path / "train.en", tmp_path / "train.de")
+
+
+def test_windows_line_ends_and_a_byte_order_mark_are_not_part_of_any_word(tmp_path):
+    (tmp_path / "train.tsv").write_bytes(b"\xef\xbb\xbfthe dog\tder Hund\r\na cat\teine Katze\r\n")
+    assert read_pairs(tmp_path / "train.tsv") == ([["the", "dog"], ["a", "cat"]],
+                                                  [["der", "Hund"], ["eine", "Katze"]])
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_file_and_line(tmp_path):
+    (tmp_path / "train.de").write_bytes("ein Hund\nK\u00e4se\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"train.de, line 2: byte 0xe4 is not UTF-8; convert the file to UTF-8"):
+        read_aligned(tmp_path / "train.de", tmp_path / "train.de")
+
+
+@pytest.mark.parametrize("vocab_size", [-5, 0, 4])
+def test_a_vocabulary_without_room_for_a_word_is_refused(tmp_path, vocab_size):
+    (tmp_path / "train.tsv").write_text("a\tx\n")
+    with pytest.raises(ValueError, match=f"vocab_size={vocab_size} leaves no room for a word after the 4 special"):
+        load_corpus(tmp_path, ("en", "de"), vocab_size=vocab_size, max_len=3)
+    with pytest.raises(ValueError, match=f"vocab_size={vocab_size}"):
+        Vocabulary.of([["a"]], max_size=vocab_size)
