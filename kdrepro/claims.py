@@ -1,38 +1,181 @@
-"""Claims are data: which arm beats which (or which arms are alike) on which metric, judged over seeds.
+"""Claims are data, and a verdict says what the experiment could see (the standard: ../shared/SCIENCE.md).
 
-Arms are paired by seed (same data order and, where they share one, the same teacher), and each claim has its
-test:
-- `Claim` (one arm beats another): a one-sided paired t-test on the per-seed gains; with a `margin`, the claim
-  is "no worse than the other by more than margin" (non-inferiority: "approaches or beats");
-- `Alike` (two arms within +-margin): two one-sided paired t-tests (TOST), p the larger of the two.
-Verdicts: reproduced when the mean favours the claim and p < alpha; not reproduced when the mean does not favour
-it at all (no gain, or a difference beyond the margin); inconclusive in between or with fewer than two seeds.
-Smoke runs are too small to mean anything and say "not evaluated".
+Arms are paired by seed (same data order and, where they share one, the same teacher). A claim's *gain* has one
+definition: the per-seed advantage of the claim's arm over what it is compared with, signed in the claim's favour,
+in the metric's units (runs.csv's: error as a fraction, BLEU in BLEU points). Each claim has its test, one-sided at
+alpha = 0.05, a paired t-test on the gains:
+- `Claim` "A beats B": H0 gain <= 0. With a `margin`, "A approaches B (trails it by less than margin) or beats it"
+  (non-inferiority): H0 gain <= -margin.
+- `Recovers` "A recovers more than `share` of what `lost_from` lost against `lost_to`": the gain is what A recovers
+  minus `share` of what was lost, (lost_from - A) - share * (lost_from - lost_to) for an error; H0 gain <= 0.
+- `Alike` "A and B lie within +-margin": two one-sided tests (TOST) on the difference A - B, p the larger.
+
+The smallest effect of interest (SESOI), one rule for every claim: half the paper's own effect, translated to our
+metric as the same relative change of what the claim compares with (a `Claim`: the compared arm's mean; `Recovers`:
+the accuracy lost); where the paper gives no number for the comparison, a 10% relative change (so 5%). A claim with
+a margin has the margin as its SESOI: the gain must stay above -margin for "approaches", and the difference within
++-margin for "alike".
+
+Verdicts, in this order:
+- not testable here: a precondition failed. Each is a lead of one arm over another (a teacher over its student) of
+  at least 5% of the other's value, the default SESOI, checked on validation data; runs without validation metrics
+  are checked on test data, and the row says so.
+- reproduced: p, Holm-adjusted over the paper's testable claims, below 0.05;
+- not reproduced: the one-sided 95% upper bound of the gain lies below the SESOI (for "alike": a one-sided bound
+  of the difference lies beyond the margin), so an effect as large as the one that mattered is ruled out;
+- inconclusive: neither; the row gives the minimum detectable effect (MDE, 80% power) and the seeds it would take.
+The smoke profile is too small to mean anything and says "not evaluated".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
+
+from kdrepro.results import markdown_table
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
+NOT_TESTABLE = "not testable here"
 NOT_EVALUATED = "not evaluated"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
+
+ALPHA = 0.05                   # one-sided, after Holm's adjustment within a paper
+POWER = 0.80                   # for the minimum detectable effect
+SESOI_FRACTION = 0.5           # of the paper's own effect
+DEFAULT_RELATIVE_EFFECT = 0.10  # the paper's effect where it gives no number: a 10% relative change
+DEFAULT_LEAD = SESOI_FRACTION * DEFAULT_RELATIVE_EFFECT  # a precondition's lead: the default SESOI, 5%
+CHANCE_ERROR = 0.9             # guessing among 10 classes; every classification task here has 10 or more
+CHANCE_TOLERANCE = 0.05        # an error this close to chance is a run that learned nothing
+MAX_SEEDS = 1000               # seeds_needed searches up to here
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str              # what the metric is, as a table header says it
+    points: str             # the unit a difference is drawn in
+    scale: float            # runs.csv value -> points
+    lower_is_better: bool
+    digits: int = 2         # decimals shown, in points
+
+
+METRICS = {
+    "test_error": Metric("test error %", "test error, % points", 100, lower_is_better=True),
+    "omitted_error": Metric("omitted-class error %", "omitted-class error, % points", 100, lower_is_better=True),
+    "recall_at_1": Metric("Recall@1 %", "Recall@1, % points", 100, lower_is_better=False),
+    "bleu": Metric("BLEU", "BLEU points", 1, lower_is_better=False),
+    "noise_loss_rise": Metric("training-loss rise under weight noise", "loss rise", 1, lower_is_better=True,
+                              digits=4),
+}
+
+
+def metric(name: str) -> Metric:
+    """The metric's presentation; a metric not listed is shown as it is, in its own units."""
+    return METRICS.get(name, Metric(name, name, 1, lower_is_better=True))
+
+
+def validation_column(test_metric: str) -> str:
+    """Where a run records the validation twin of a test metric: test_error -> val_error, bleu -> val_bleu."""
+    return "val_" + test_metric.removeprefix("test_")
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """`better` leads `worse` on the claim's metric, on validation data, by at least `lead` of `worse`'s mean (the
+    default SESOI: a teacher that leads by less has no effect of interest to pass on)."""
+    better: str
+    worse: str
+    lead: float = DEFAULT_LEAD
+
+    def statement(self) -> str:
+        return f"{self.better} leads {self.worse} by at least {self.lead:.0%} of {self.worse}'s value"
 
 
 @dataclass(frozen=True)
 class Claim:
     statement: str
-    better: str                 # arm expected to be better
-    worse: str                  # arm it is compared with
+    better: str                 # the arm the claim is about
+    worse: str                  # the arm it is compared with
     metric: str = "test_error"  # a column of the runs table
     lower_is_better: bool = True
-    alpha: float = 0.05
-    margin: float = 0.0         # > 0: the better arm may trail by up to margin, in the metric's units
+    margin: float = 0.0         # > 0: "approaches or beats": the arm may trail by up to margin, in the metric's units
+    paper: tuple[float, float] | None = None  # the paper's (worse, better), in the metric's direction (error, not
+    source: str = ""                          # accuracy): its effect, for the SESOI; `source` says where from
+    preconditions: tuple[Precondition, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "approaches" if self.margin else "beats"
+
+    @property
+    def arm(self) -> str:
+        return self.better
+
+    @property
+    def compared_with(self) -> str:
+        return self.worse
+
+    def arms(self) -> tuple[str, ...]:
+        return self.better, self.worse
+
+    def values(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Per seed: the arm's value ("arm") and the compared value ("compared")."""
+        return paired(runs, self.metric, arm=self.better, compared=self.worse)
+
+    def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
+        """The smallest gain of interest, in the metric's units, and its reason."""
+        if self.margin:
+            return -self.margin, f"the claim's margin: trailing by less than {self.margin:g} is the claim"
+        relative, reason = paper_relative_effect(self.paper, self.lower_is_better, self.source)
+        return SESOI_FRACTION * relative * abs(values["compared"].mean()), reason
+
+
+@dataclass(frozen=True)
+class Recovers:
+    statement: str
+    better: str                 # the arm that recovers
+    lost_from: str              # the arm that lost
+    lost_to: str                # the arm it lost against
+    share: float = 0.5          # "most": more than half
+    metric: str = "test_error"
+    lower_is_better: bool = True
+    paper_share: float | None = None  # the share the paper recovered, for the SESOI
+    source: str = ""
+    preconditions: tuple[Precondition, ...] = ()
+
+    kind = "recovers"
+
+    @property
+    def arm(self) -> str:
+        return self.better
+
+    @property
+    def compared_with(self) -> str:
+        return f"{self.share:.0%} of {self.lost_from} -> {self.lost_to}"
+
+    def arms(self) -> tuple[str, ...]:
+        return self.better, self.lost_from, self.lost_to
+
+    def values(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Per seed: the arm's value and the value that recovers exactly `share` of the loss; "lost" too."""
+        table = paired(runs, self.metric, arm=self.better, lost_from=self.lost_from, lost_to=self.lost_to)
+        table["lost"] = table["lost_from"] - table["lost_to"]
+        table["compared"] = table["lost_from"] - self.share * table["lost"]
+        return table
+
+    def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
+        lost = abs(values["lost"].mean())
+        if self.paper_share is None:
+            return DEFAULT_LEAD * lost, "no number in the paper: the default 10% (halved) of the accuracy lost"
+        beyond = self.paper_share - self.share
+        return (SESOI_FRACTION * beyond * lost,
+                f"half the paper's {self.paper_share:.0%} - {self.share:.0%} = {beyond:.0%} of the accuracy lost "
+                f"({self.source}), on ours")
 
 
 @dataclass(frozen=True)
@@ -42,66 +185,364 @@ class Alike:
     second: str
     margin: float               # "alike": the true mean difference lies within +-margin, in the metric's units
     metric: str = "test_error"
-    alpha: float = 0.05
+    lower_is_better: bool = True
+    preconditions: tuple[Precondition, ...] = ()
+
+    kind = "alike"
+
+    @property
+    def arm(self) -> str:
+        return self.first
+
+    @property
+    def compared_with(self) -> str:
+        return self.second
+
+    def arms(self) -> tuple[str, ...]:
+        return self.first, self.second
+
+    def values(self, runs: pd.DataFrame) -> pd.DataFrame:
+        return paired(runs, self.metric, arm=self.first, compared=self.second)
+
+    def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
+        return self.margin, f"the claim's margin: a difference within +-{self.margin:g} is the claim"
+
+
+AnyClaim = Claim | Recovers | Alike
 
 
 @dataclass(frozen=True)
 class Verdict:
     statement: str
+    kind: str                   # beats / approaches / recovers / alike
     arm: str
     compared_with: str
     metric: str
     verdict: str
     arm_mean: float
     compared_mean: float
-    mean_gain: float            # in the claim's favour, positive supports it (Alike: margin - |mean difference|)
+    gain: float                 # mean gain in the claim's favour (alike: the mean difference arm - compared)
+    gain_lower_bound: float     # one-sided 95% bounds of the mean gain (of the difference, for alike)
+    gain_upper_bound: float
+    sesoi: float                # in the gain's units: > 0 beats/recovers, -margin approaches, the margin alike
+    sesoi_reason: str
+    mde: float                  # the true effect beyond H0 found with 80% power at these seeds (alike: the margin)
+    seeds_needed: int | None    # seeds for the MDE to reach the SESOI at this SD; None: more than MAX_SEEDS
     p_value: float
+    p_adjusted: float           # Holm within the paper; NaN when the claim was not tested
     seeds: int
+    preconditions: list[dict[str, object]]
+    notes: list[str]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def paired_one_sided_p(gains: list[float]) -> float:
-    """P(mean gain this large | true mean gain 0) under a paired t-test with n - 1 degrees of freedom."""
+# --- paired statistics --------------------------------------------------------------------------------------------
+
+def paired(runs: pd.DataFrame, column: str, **arms: str) -> pd.DataFrame:
+    """One row per seed that every arm ran: `column` of each arm, under the keyword's name."""
+    present = set(runs["arm"])
+    for arm in arms.values():
+        if arm not in present:
+            raise KeyError(f"a claim names arm {arm!r}; the runs have {sorted(present)}")
+    frames = [runs[runs["arm"] == arm].set_index("seed")[column].rename(name) for name, arm in arms.items()]
+    return pd.concat(frames, axis=1, join="inner").sort_index()
+
+
+def gains_in_favour(values: pd.DataFrame, claim: AnyClaim) -> np.ndarray:
+    """Per seed, the arm's advantage in the claim's favour (alike: the plain difference arm - compared)."""
+    difference = (values["arm"] - values["compared"]).to_numpy(dtype=float)
+    if isinstance(claim, Alike) or not claim.lower_is_better:
+        return difference
+    return -difference
+
+
+def one_sided_p(gains: np.ndarray, null: float = 0.0) -> float:
+    """P(a mean gain this large | true mean gain = null), paired t-test, n - 1 degrees of freedom."""
+    if np.std(gains) == 0:  # identical gains: the t statistic is infinite (or undefined at the null)
+        return 0.0 if gains.mean() > null else 1.0
+    return float(stats.ttest_1samp(gains, null, alternative="greater").pvalue)
+
+
+def one_sided_bounds(gains: np.ndarray, confidence: float = 1 - ALPHA) -> tuple[float, float]:
+    """The one-sided `confidence` lower and upper bounds of the mean: mean -+ t_{confidence, n-1} sd / sqrt(n)."""
     n = len(gains)
-    mean = sum(gains) / n
-    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1))
+    half_width = stats.t.ppf(confidence, n - 1) * np.std(gains, ddof=1) / math.sqrt(n)
+    return float(gains.mean() - half_width), float(gains.mean() + half_width)
+
+
+def power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the one-sided paired t-test when the true mean gain lies `effect` beyond H0: the noncentral t with
+    n - 1 degrees of freedom and noncentrality effect sqrt(n) / sd exceeds the critical t_{1-alpha, n-1}."""
+    return float(stats.nct.sf(stats.t.ppf(1 - alpha, n - 1), n - 1, effect * math.sqrt(n) / sd))
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, target: float = POWER) -> float:
+    """The true effect (beyond H0, in the gains' units) that the one-sided paired t-test finds with `target` power."""
+    if n < 2 or not np.isfinite(sd):
+        return math.nan
     if sd == 0:
-        return 0.0 if mean > 0 else 1.0
-    return float(stats.t.sf(mean / (sd / math.sqrt(n)), df=n - 1))
+        return 0.0
+    return float(optimize.brentq(lambda effect: power(effect, sd, n, alpha) - target, 0, 1000 * sd))
 
 
-def judge(claim: Claim | Alike, runs: pd.DataFrame, evaluated: bool = True) -> Verdict:
-    """Verdict of one claim from a runs table with columns arm, seed and the claim's metric."""
-    first, second = (claim.first, claim.second) if isinstance(claim, Alike) else (claim.better, claim.worse)
-    arms = set(runs["arm"])
-    for arm in (first, second):
-        if arm not in arms:
-            raise KeyError(f"claim {claim.statement!r} names arm {arm!r}; the runs have {sorted(arms)}")
-    paired = (runs[runs["arm"] == first].set_index("seed")[claim.metric].to_frame("first")
-              .join(runs[runs["arm"] == second].set_index("seed")[claim.metric].to_frame("second"), how="inner"))
-    differences = list(paired["first"] - paired["second"])
-    n = len(differences)
-    if isinstance(claim, Alike):
-        mean_gain = claim.margin - abs(sum(differences) / n) if n else math.nan
-        p = max(paired_one_sided_p([claim.margin - d for d in differences]),
-                paired_one_sided_p([claim.margin + d for d in differences])) if n >= 2 else math.nan
+def equivalence_mde(sd: float, n: int) -> float:
+    """The smallest margin TOST shows with 80% power when the true difference is 0: each one-sided test then needs
+    90% power (the two miss on opposite sides, so their misses add up to at most 20%)."""
+    return minimum_detectable_effect(sd, n, target=1 - (1 - POWER) / 2)
+
+
+def seeds_needed(sd: float, effect: float, alike: bool = False) -> int | None:
+    """The fewest seeds whose MDE, at this SD of the gains, is no larger than `effect`; None beyond MAX_SEEDS."""
+    if not (np.isfinite(sd) and effect > 0):
+        return None
+    mde = equivalence_mde if alike else minimum_detectable_effect
+    for n in range(2, MAX_SEEDS + 1):
+        if mde(sd, n) <= effect:
+            return n
+    return None
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest of m p-values becomes max over j <= i of (m - j + 1) p_(j),
+    capped at 1, returned in the input's order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control), in the input's order."""
+    return [float(p) for p in stats.false_discovery_control(p_values, method="bh")] if p_values else []
+
+
+# --- diverged runs ------------------------------------------------------------------------------------------------
+
+def diverged(runs: pd.DataFrame) -> pd.Series:
+    """Per run: True when it diverged, a metric infinite or an error at chance level (within CHANCE_TOLERANCE of
+    guessing; a NaN or infinite loss already stops training)."""
+    numbers = runs.select_dtypes("number").drop(columns=["seed"], errors="ignore")
+    flag = pd.Series(np.isinf(numbers.to_numpy(dtype=float)).any(axis=1), index=runs.index)
+    for column in ("test_error", "val_error"):
+        if column in runs:
+            flag |= runs[column] >= CHANCE_ERROR - CHANCE_TOLERANCE
+    for column in ("test_accuracy", "val_accuracy"):
+        if column in runs:
+            flag |= runs[column] <= 1 - CHANCE_ERROR + CHANCE_TOLERANCE
+    return flag
+
+
+def with_diverged(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their `diverged` column (recomputed)."""
+    if runs.empty:
+        return runs
+    return runs.assign(diverged=diverged(runs.drop(columns=["diverged"], errors="ignore")))
+
+
+def diverged_runs(runs: pd.DataFrame, arms: tuple[str, ...]) -> list[str]:
+    """'arm seed s' for every diverged run of these arms."""
+    flagged = with_diverged(runs)
+    rows = flagged[flagged["arm"].isin(arms) & flagged["diverged"]]
+    return [f"{arm} seed {seed}" for arm, seed in zip(rows["arm"], rows["seed"])]
+
+
+# --- verdicts -----------------------------------------------------------------------------------------------------
+
+def paper_relative_effect(paper: tuple[float, float] | None, lower_is_better: bool,
+                          source: str) -> tuple[float, str]:
+    """The paper's effect as a relative change of its compared arm, and the SESOI's reason; the default without one."""
+    if paper is None:
+        return DEFAULT_RELATIVE_EFFECT, f"no number in the paper: half the default {DEFAULT_RELATIVE_EFFECT:.0%}"
+    worse, better = paper
+    relative = (worse - better) / worse if lower_is_better else (better - worse) / worse
+    return relative, (f"half the paper's {relative:.0%} relative change ({worse:g} -> {better:g}, {source}), "
+                      f"of our compared arm's mean")
+
+
+def check_precondition(precondition: Precondition, claim: AnyClaim, runs: pd.DataFrame) -> dict[str, object]:
+    """The lead of `better` over `worse` on validation data (on test data, said so, where the runs lack it)."""
+    arms = {"arm": precondition.better, "compared": precondition.worse}
+    column, checked_on = validation_column(claim.metric), "validation"
+    if column not in runs:
+        column, checked_on = claim.metric, "checked on test: these runs predate validation metrics"
     else:
-        gains = [(-d if claim.lower_is_better else d) + claim.margin for d in differences]
-        mean_gain = sum(gains) / n if n else math.nan
-        p = paired_one_sided_p(gains) if n >= 2 else math.nan
-    if not evaluated:
-        verdict = NOT_EVALUATED
-    elif n < 2:
-        verdict = INCONCLUSIVE
-    elif mean_gain <= 0:
-        verdict = NOT_REPRODUCED
+        missing = [arm for arm in arms.values() if runs.loc[runs["arm"] == arm, column].isna().any()]
+        if missing:
+            column, checked_on = claim.metric, f"checked on test: {', '.join(missing)} has no {column} in these runs"
+    values = paired(runs, column, **arms)
+    sign = -1 if claim.lower_is_better else 1
+    lead = float(sign * (values["arm"] - values["compared"]).mean())
+    needed = precondition.lead * abs(float(values["compared"].mean()))
+    return {"precondition": precondition.statement(), "passed": bool(lead >= needed), "lead": lead,
+            "needed": needed, "checked_on": checked_on}
+
+
+def measure(claim: AnyClaim, runs: pd.DataFrame) -> Verdict:
+    """Everything about one claim but its verdict and adjusted p, which need the paper's other claims."""
+    values = claim.values(runs)
+    gains = gains_in_favour(values, claim)
+    n = len(gains)
+    sd = float(np.std(gains, ddof=1)) if n >= 2 else math.nan
+    sesoi, reason = claim.sesoi(values)
+    alike = isinstance(claim, Alike)
+    if n < 2:
+        p, (lower, upper), mde = math.nan, (math.nan, math.nan), math.nan
+    elif alike:
+        p = max(one_sided_p(claim.margin - gains), one_sided_p(claim.margin + gains))
+        (lower, upper), mde = one_sided_bounds(gains), equivalence_mde(sd, n)
     else:
-        verdict = REPRODUCED if p < claim.alpha else INCONCLUSIVE
-    return Verdict(claim.statement, first, second, claim.metric, verdict, float(paired["first"].mean()),
-                   float(paired["second"].mean()), mean_gain, p, n)
+        null = -claim.margin if isinstance(claim, Claim) else 0.0
+        p, (lower, upper), mde = one_sided_p(gains, null), one_sided_bounds(gains), minimum_detectable_effect(sd, n)
+    # the effect a seed count must be able to see: the SESOI beyond H0, or a true gain of 0 for a margin claim
+    target = claim.margin if alike or getattr(claim, "margin", 0) else sesoi
+    notes = [f"diverged, kept in the test: {run}" for run in diverged_runs(runs, claim.arms())]
+    if isinstance(claim, Recovers) and n:
+        share = float((values["lost_from"] - values["arm"]).mean() / values["lost"].mean())
+        notes.append(f"recovers {share:.0%} of the {abs(values['lost'].mean()) * metric(claim.metric).scale:.2f} "
+                     f"points lost (the claim: more than {claim.share:.0%})")
+    return Verdict(claim.statement, claim.kind, claim.arm, claim.compared_with, claim.metric, "",
+                   float(values["arm"].mean()), float(values["compared"].mean()), float(gains.mean()) if n else math.nan,
+                   lower, upper, float(sesoi), reason, mde, seeds_needed(sd, target, alike), p, math.nan, n,
+                   [check_precondition(pre, claim, runs) for pre in claim.preconditions], notes)
 
 
-def judge_all(claims: list[Claim | Alike], runs: pd.DataFrame, evaluated: bool = True) -> list[Verdict]:
-    return [judge(claim, runs, evaluated) for claim in claims]
+def refuted(v: Verdict) -> bool:
+    """An effect as large as the SESOI is ruled out by the one-sided 95% bound(s)."""
+    if v.kind == "alike":
+        return v.gain_lower_bound > v.sesoi or v.gain_upper_bound < -v.sesoi
+    return v.gain_upper_bound < v.sesoi
+
+
+def decide(v: Verdict) -> str:
+    if not all(pre["passed"] for pre in v.preconditions):
+        return NOT_TESTABLE
+    if v.p_adjusted < ALPHA:
+        return REPRODUCED
+    if refuted(v):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def judge_all(claims: list[AnyClaim], runs: pd.DataFrame, evaluated: bool = True) -> list[Verdict]:
+    """Verdicts of one paper's claims: Holm's adjustment over those whose preconditions hold decides."""
+    measured = [measure(claim, runs) for claim in claims]
+    tested = [i for i, v in enumerate(measured)
+              if all(pre["passed"] for pre in v.preconditions) and not math.isnan(v.p_value)]
+    adjusted = dict(zip(tested, holm([measured[i].p_value for i in tested])))
+    verdicts = []
+    for i, v in enumerate(measured):
+        v = replace(v, p_adjusted=adjusted.get(i, math.nan))
+        verdict = decide(v) if evaluated else NOT_EVALUATED
+        if verdict == REPRODUCED and v.kind in ("beats", "recovers") and v.gain_upper_bound < v.sesoi:
+            v.notes.append("the effect is smaller than the SESOI: the direction holds, the size does not")
+        verdicts.append(replace(v, verdict=verdict))
+    return verdicts
+
+
+def judge(claim: AnyClaim, runs: pd.DataFrame, evaluated: bool = True) -> Verdict:
+    """The verdict of one claim alone (Holm over one claim leaves its p as it is)."""
+    return judge_all([claim], runs, evaluated)[0]
+
+
+# --- presentation -------------------------------------------------------------------------------------------------
+
+def points(value: float, metric_name: str, sign: bool = True) -> str:
+    """A value of the metric in its points (error in % points), with the metric's decimals."""
+    m = metric(metric_name)
+    return f"{value * m.scale:{'+' if sign else ''}.{m.digits}f}"
+
+
+def gain_cell(v: Verdict) -> str:
+    """The gain (alike: the difference) with its one-sided 95% lower and upper bounds."""
+    bounds = f"[{points(v.gain_lower_bound, v.metric)}, {points(v.gain_upper_bound, v.metric)}]"
+    return f"{'difference ' if v.kind == 'alike' else ''}{points(v.gain, v.metric)} {bounds}"
+
+
+def sesoi_cell(v: Verdict) -> str:
+    if v.kind == "alike":
+        return f"margin ±{points(v.sesoi, v.metric, sign=False)}"
+    if v.kind == "approaches":
+        return f"margin {points(-v.sesoi, v.metric, sign=False)} (gain > {points(v.sesoi, v.metric)})"
+    return points(v.sesoi, v.metric)
+
+
+def precondition_text(outcome: dict[str, object], metric_name: str) -> str:
+    held = "held" if outcome["passed"] else "failed"
+    return (f"{outcome['precondition']}: {points(outcome['lead'], metric_name)} against "
+            f"{points(outcome['needed'], metric_name, sign=False)} needed, {held} ({outcome['checked_on']})")
+
+
+def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
+    """Claims as table rows, in the metric's points: both means, the gain and its one-sided 95% bounds, the SESOI,
+    the MDE at this seed count, raw and Holm-adjusted p, seeds, the verdict, and what qualifies it."""
+    return [{"claim": v.statement, "metric": metric(v.metric).label,
+             "arm (mean)": f"{v.arm} {points(v.arm_mean, v.metric, sign=False)}",
+             "compared with (mean)": f"{v.compared_with} {points(v.compared_mean, v.metric, sign=False)}",
+             "gain [95% bounds]": gain_cell(v), "SESOI": sesoi_cell(v),
+             "MDE (80%)": points(v.mde, v.metric, sign=False), "p": f"{v.p_value:.3g}",
+             "p (Holm)": f"{v.p_adjusted:.3g}" if not math.isnan(v.p_adjusted) else "not tested",
+             "seeds": v.seeds, "verdict": f"**{v.verdict}**",
+             "notes": "; ".join([precondition_text(o, v.metric) for o in v.preconditions] + v.notes)}
+            for v in verdicts]
+
+
+def seeds_sentence(v: Verdict, effect: str) -> str:
+    if v.seeds_needed is None:
+        return (f"more than {MAX_SEEDS:,} seeds would be needed at this spread, so a less noisy protocol, not more "
+                f"seeds, would decide it")
+    return f"about {v.seeds_needed} seeds would bring it down to {effect} at this spread"
+
+
+def discussion_item(v: Verdict) -> str:
+    """Two sentences on a claim that did not reproduce: the evidence, and what would change it."""
+    m, unit = metric(v.metric), metric(v.metric).points
+    gain = f"{'difference' if v.kind == 'alike' else 'gain'} {gain_cell(v)} ({unit})"
+    if v.verdict == NOT_TESTABLE:
+        failed = [o for o in v.preconditions if not o["passed"]]
+        return (f"**{v.statement}**: not testable here: {'; '.join(precondition_text(o, v.metric) for o in failed)}. "
+                f"The {gain} is no evidence either way until a setup meets the precondition (a teacher that leads "
+                f"its student by {points(failed[0]['needed'], v.metric, sign=False)} {m.points} or more).")
+    if v.verdict == NOT_REPRODUCED:
+        limit = (f"beyond the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike"
+                 else f"below the SESOI of {points(v.sesoi, v.metric)} ({v.sesoi_reason})")
+        return (f"**{v.statement}**: not reproduced: {gain}, the bound {limit}, so an effect that large is ruled "
+                f"out at this scale. Only a different protocol could change it (see the departures); more seeds "
+                f"would narrow the interval around {points(v.gain, v.metric)}.")
+    target = f"the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike" else \
+        f"the SESOI of {points(v.sesoi, v.metric)}" if v.kind != "approaches" else \
+        f"the margin {points(-v.sesoi, v.metric, sign=False)}"
+    return (f"**{v.statement}**: inconclusive: {gain}, Holm-adjusted p = {v.p_adjusted:.3g}; neither shown nor ruled "
+            f"out against {target}. At {v.seeds} seeds the test finds a true effect of "
+            f"{points(v.mde, v.metric, sign=False)} with 80% power; {seeds_sentence(v, target)}.")
+
+
+def discussion(verdicts: list[Verdict]) -> str:
+    """The notebook's closing discussion: every claim that did not reproduce, computed from its verdict."""
+    items = [f"- {discussion_item(v)}" for v in verdicts if v.verdict in (NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)]
+    if any(v.verdict == NOT_EVALUATED for v in verdicts):
+        return "The `smoke` profile checks the plumbing only: no claim is evaluated."
+    return "\n".join(items) if items else "Every claim reproduced."
+
+
+def claims_section(verdicts: list[Verdict]) -> str:
+    """A results README's claims: the verdict table, then the discussion of the claims that did not reproduce."""
+    return "\n".join([markdown_table(verdict_rows(verdicts)), "### Discussion", "", discussion(verdicts), ""])
+
+
+def mark_diverged(table: list[dict[str, object]], runs: pd.DataFrame) -> list[dict[str, object]]:
+    """The results table with a "diverged" column naming each arm's diverged seeds, when any run diverged (a row's
+    arm covers its decodes too: "seq_kd" those of "seq_kd/greedy")."""
+    flagged = with_diverged(runs)
+    if flagged.empty or not flagged["diverged"].any() or not table or "arm" not in table[0]:
+        return table
+    bad = flagged[flagged["diverged"]]
+
+    def seeds(arm: object) -> str:
+        mine = bad[(bad["arm"] == arm) | bad["arm"].str.startswith(f"{arm}/")]
+        return ", ".join(f"seed {s}" for s in sorted(set(mine["seed"])))
+
+    return [{**row, "diverged": seeds(row["arm"])} for row in table]

@@ -15,7 +15,8 @@ from torch import nn
 
 from kdrepro import experiments
 from kdrepro.cache import Cache
-from kdrepro.claims import Alike, Claim, Verdict, judge_all
+from kdrepro.claims import AnyClaim, Verdict, claims_section, judge_all, mark_diverged, with_diverged
+from kdrepro.claims import verdict_rows  # noqa: F401  (the notebooks import it from here)
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 
@@ -72,9 +73,10 @@ class Experiment:
 
     @property
     def runs(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self._rows.values()))
+        """One row per (arm, seed), a diverged run flagged in its `diverged` column."""
+        return with_diverged(pd.DataFrame(list(self._rows.values())))
 
-    def judge(self, claims: list[Claim | Alike]) -> list[Verdict]:
+    def judge(self, claims: list[AnyClaim]) -> list[Verdict]:
         return judge_all(claims, self.runs, evaluated=self.profile != "smoke")
 
     def save(self, table: list[dict[str, object]], verdicts: list[Verdict],
@@ -83,6 +85,7 @@ class Experiment:
         """Publish the tables, claims, figures and provenance under results/<profile>/<paper>/ in one swap.
         `extra_tables` (title -> rows), e.g. a second benchmark, are written beside the main table."""
         extra_tables = {title: rows for title, rows in (extra_tables or {}).items() if rows}
+        table = mark_diverged(table, self.runs)
         target = results_dir() / self.profile / self.paper.id
         record = provenance(self.profile, list(self.protocol.seeds), time.perf_counter() - self._started)
 
@@ -110,19 +113,11 @@ class Experiment:
                  f"{' (dirty)' if record['git_dirty'] else ''}.", "", "## Results", "", markdown_table(table)]
         for title, rows in extra_tables.items():
             lines += [f"## {title}", "", markdown_table(rows)]
-        lines += ["## Claims", "", markdown_table(verdict_rows(verdicts))]
+        lines += ["## Claims", "", claims_section(verdicts)]
         lines += [f"![{name}](figures/{name}.png)\n" for name in figures]
         if notes:
             lines += ["## Departures from the paper", "", notes.strip(), ""]
         return "\n".join(lines)
-
-
-def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
-    """Claims as table rows: the statement, both arms' means, the gain, the p-value and the verdict."""
-    return [{"claim": v.statement, "metric": v.metric, "arm (mean)": f"{v.arm} {v.arm_mean:.4g}",
-             "compared with (mean)": f"{v.compared_with} {v.compared_mean:.4g}", "gain": f"{v.mean_gain:+.4g}",
-             "p (paired t)": f"{v.p_value:.3g}", "seeds": v.seeds, "verdict": f"**{v.verdict}**"}
-            for v in verdicts]
 
 
 def runs_by_arm(runs: pd.DataFrame, arms: Iterable[str]) -> Iterator[tuple[str, pd.DataFrame]]:
