@@ -93,7 +93,7 @@ class Precondition:
     lead: float = DEFAULT_LEAD
 
     def statement(self) -> str:
-        return f"{self.better} leads {self.worse} by at least {self.lead:.0%} of {self.worse}'s value"
+        return f"{self.better} leads {self.worse} by at least {self.lead:.0%} of {self.worse}'s mean"
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Claim:
     def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
         """The smallest gain of interest, in the metric's units, and its reason."""
         if self.margin:
-            return -self.margin, f"the claim's margin: trailing by less than {self.margin:g} is the claim"
+            return -self.margin, f"the claim's margin: trailing by less than {points(self.margin, self.metric, False)}"
         relative, reason = paper_relative_effect(self.paper, self.lower_is_better, self.source)
         return SESOI_FRACTION * relative * abs(values["compared"].mean()), reason
 
@@ -205,7 +205,7 @@ class Alike:
         return paired(runs, self.metric, arm=self.first, compared=self.second)
 
     def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
-        return self.margin, f"the claim's margin: a difference within +-{self.margin:g} is the claim"
+        return self.margin, f"the claim's margin: a difference within ±{points(self.margin, self.metric, False)}"
 
 
 AnyClaim = Claim | Recovers | Alike
@@ -298,10 +298,13 @@ def seeds_needed(sd: float, effect: float, alike: bool = False) -> int | None:
     if not (np.isfinite(sd) and effect > 0):
         return None
     mde = equivalence_mde if alike else minimum_detectable_effect
-    for n in range(2, MAX_SEEDS + 1):
-        if mde(sd, n) <= effect:
-            return n
-    return None
+    if mde(sd, MAX_SEEDS) > effect:
+        return None
+    low, high = 1, MAX_SEEDS  # the MDE falls as seeds are added: bisect for the first n that reaches the effect
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if mde(sd, middle) <= effect else (middle, high)
+    return high
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -510,8 +513,8 @@ def discussion_item(v: Verdict) -> str:
         limit = (f"beyond the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike"
                  else f"below the SESOI of {points(v.sesoi, v.metric)} ({v.sesoi_reason})")
         return (f"**{v.statement}**: not reproduced: {gain}, the bound {limit}, so an effect that large is ruled "
-                f"out at this scale. Only a different protocol could change it (see the departures); more seeds "
-                f"would narrow the interval around {points(v.gain, v.metric)}.")
+                f"out at this scale. What would change it: a protocol closer to the paper's (see the departures); "
+                f"more seeds would only narrow the interval around {points(v.gain, v.metric)}.")
     target = f"the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike" else \
         f"the SESOI of {points(v.sesoi, v.metric)}" if v.kind != "approaches" else \
         f"the margin {points(-v.sesoi, v.metric, sign=False)}"

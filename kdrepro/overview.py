@@ -1,13 +1,17 @@
-"""The field at a glance: where each paper sits on the map, and what each method gains over its scratch student.
+"""The field at a glance: where each paper sits on the map, every claim's verdict as a forest plot, and what each
+method gains over its scratch student.
 
 The map crosses what is transferred (response / feature / relation / sequence) with how teacher and student
 relate (offline / online / self), as `experiments.PAPERS` records it. The gains are paired by seed, as the claims
 are: a method's seed-s run minus the scratch student's seed-s run, signed so that a positive gain is an
 improvement, in the metric's own points (error and Recall@1 in percentage points, BLEU in BLEU points).
+The forest plot draws each claim's gain (in the claim's favour) with its interval and its smallest effect of
+interest, coloured by the verdict, never by the sign of the mean.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -15,29 +19,24 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from kdrepro import experiments
+from kdrepro.claims import (
+    INCONCLUSIVE,
+    METRICS,
+    NOT_EVALUATED,
+    NOT_REPRODUCED,
+    NOT_TESTABLE,
+    REPRODUCED,
+    Verdict,
+    metric,
+)
 from kdrepro.experiment import PROFILE_VARIABLE
 from kdrepro.paths import results_dir
 
 TRANSFERRED = ("response", "feature", "relation", "sequence")
 SCHEMES = ("offline", "online", "self")
 NOT_RUN = "not run"  # a paper without results, in the tables and the figure
-
-
-@dataclass(frozen=True)
-class Metric:
-    label: str              # what the metric is, as a table header says it
-    points: str             # the unit a difference is drawn in
-    scale: float            # runs.csv value -> points
-    lower_is_better: bool
-
-
-METRICS = {
-    "test_error": Metric("test error %", "test error, % points", 100, lower_is_better=True),
-    "omitted_error": Metric("omitted-class error %", "omitted-class error, % points", 100, lower_is_better=True),
-    "recall_at_1": Metric("Recall@1 %", "Recall@1, % points", 100, lower_is_better=False),
-    "bleu": Metric("BLEU", "BLEU points", 1, lower_is_better=False),
-    "noise_loss_rise": Metric("training-loss rise under weight noise", "loss rise", 1, lower_is_better=True),
-}
+VERDICT_COLOURS = {REPRODUCED: "C2", NOT_REPRODUCED: "C3", INCONCLUSIVE: "0.5", NOT_TESTABLE: "C4",
+                   NOT_EVALUATED: "0.75"}
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,6 @@ def resolve_profile(requested: str) -> str:
     if name not in known:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(known)}")
     return name
-
-
-def metric(name: str) -> Metric:
-    """The metric's presentation; a metric not listed is shown as it is, in its own units."""
-    return METRICS.get(name, Metric(name, name, 1, lower_is_better=True))
 
 
 def map_rows() -> list[dict[str, str]]:
@@ -123,6 +117,16 @@ def comparison_rows() -> list[dict[str, str]]:
     return [{"paper": c.name, "scratch student": c.scratch, "methods": ", ".join(c.methods),
              "metric": metric(c.metric).label,
              "better": "lower" if metric(c.metric).lower_is_better else "higher"} for c in COMPARISONS.values()]
+
+
+def load_verdicts(profile: str, paper_id: str) -> list[Verdict] | None:
+    """A paper's verdicts from its claims.json, or None when it has not been run on this profile."""
+    path = results_dir() / profile / paper_id / "claims.json"
+    return [Verdict(**entry) for entry in json.loads(path.read_text())] if path.exists() else None
+
+
+def all_verdicts(profile: str) -> dict[str, list[Verdict] | None]:
+    return {paper_id: load_verdicts(profile, paper_id) for paper_id in COMPARISONS}
 
 
 def load_runs(profile: str, paper_id: str) -> pd.DataFrame | None:
@@ -183,7 +187,8 @@ def gain_rows(gains: dict[str, pd.DataFrame | None]) -> list[dict[str, object]]:
 
 
 def plot_gains(gains: dict[str, pd.DataFrame | None]) -> plt.Figure:
-    """One panel per paper: each method's gain over its scratch student, mean ± std and every seed as a dot."""
+    """One panel per paper: each method's gain over its scratch student, mean ± std and every seed as a dot (the
+    verdicts, with their intervals, are the forest plot's)."""
     columns = 4
     rows = max(1, -(-len(gains) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False)
@@ -207,10 +212,69 @@ def plot_gains(gains: dict[str, pd.DataFrame | None]) -> plt.Figure:
 def _draw_gains(ax: plt.Axes, gains: pd.DataFrame) -> None:
     summary = summarise_gains(gains)
     for y, row in enumerate(summary.itertuples()):
-        colour = "C2" if row.mean > 0 else "C3"
-        ax.errorbar(row.mean, y, xerr=0 if pd.isna(row.std) else row.std, fmt="o", ms=7, capsize=4, color=colour)
+        ax.errorbar(row.mean, y, xerr=0 if pd.isna(row.std) else row.std, fmt="o", ms=7, capsize=4, color="C0")
         seeds = gains[gains["method"] == row.method]["gain"]
         ax.plot(seeds, [y + 0.22] * len(seeds), "k.", ms=4)
     ax.axvline(0, color="0.4", linewidth=0.8)
     ax.set_yticks(range(len(summary)), summary["method"])
     ax.set_ylim(len(summary) - 0.5, -0.6)
+
+
+def forest_panels(verdicts: dict[str, list[Verdict] | None]) -> list[tuple[str, str, list[Verdict]]]:
+    """(title, x label, claims) per paper and metric, in order: a paper whose claims use two metrics gets two
+    panels, as their units differ; a paper without results gets an empty one."""
+    panels = []
+    for paper_id, paper_verdicts in verdicts.items():
+        name = COMPARISONS[paper_id].name
+        if paper_verdicts is None:
+            panels.append((f"{name}: {NOT_RUN}", "", []))
+            continue
+        for metric_name in dict.fromkeys(v.metric for v in paper_verdicts):
+            m = metric(metric_name)
+            panels.append((f"{name}: {m.points}", m.points, [v for v in paper_verdicts if v.metric == metric_name]))
+    return panels
+
+
+def sesoi_marks(v: Verdict) -> list[float]:
+    """Where a claim's SESOI is drawn on its gain's axis: ±margin for "alike", one mark otherwise."""
+    return [-v.sesoi, v.sesoi] if v.kind == "alike" else [v.sesoi]
+
+
+def plot_forest(verdicts: dict[str, list[Verdict] | None]) -> plt.Figure:
+    """Every claim: its gain (alike: its difference) in the metric's points with the interval between its one-sided
+    95% bounds, its SESOI as a black bar, coloured by the verdict; a panel per paper and metric."""
+    panels = forest_panels(verdicts)
+    heights = [max(1, len(claims)) + 1.2 for _, _, claims in panels]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 0.32 * sum(heights) + 1),
+                                gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (title, label, claims) in zip(axes[:, 0], panels):
+        ax.set_title(title, loc="left", fontsize=9)
+        if not claims:
+            ax.set(xticks=[], yticks=[])
+            continue
+        _draw_forest(ax, claims)
+        ax.set_xlabel(label, fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=v) for v, c in VERDICT_COLOURS.items()]
+    handles.append(plt.Line2D([], [], color="k", marker="|", linestyle="", ms=12, label="SESOI (margin)"))
+    figure.tight_layout(rect=(0, 0, 1, 0.975))
+    figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.975), ncol=len(handles), fontsize=8,
+                  frameon=False)
+    figure.suptitle("Every claim: gain in its favour, 90% interval (the one-sided 95% bounds), coloured by verdict",
+                    y=1.0, fontsize=10)
+    return figure
+
+
+def _draw_forest(ax: plt.Axes, claims: list[Verdict]) -> None:
+    for y, v in enumerate(claims):
+        scale, colour = metric(v.metric).scale, VERDICT_COLOURS.get(v.verdict, "0.5")
+        ax.plot([v.gain_lower_bound * scale, v.gain_upper_bound * scale], [y, y], color=colour, linewidth=2.5)
+        ax.plot(v.gain * scale, y, "o", color=colour, ms=6)
+        ax.plot([mark * scale for mark in sesoi_marks(v)], [y] * len(sesoi_marks(v)), "k|", ms=12, mew=2)
+    ax.axvline(0, color="0.4", linewidth=0.8, linestyle="--")
+    ax.set_yticks(range(len(claims)), [_short(v.statement) for v in claims], fontsize=7)
+    ax.set_ylim(len(claims) - 0.5, -0.5)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _short(statement: str, width: int = 70) -> str:
+    return statement if len(statement) <= width else statement[:width - 1] + "…"

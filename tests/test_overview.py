@@ -113,3 +113,32 @@ def test_the_figure_draws_the_papers_with_results_and_marks_the_others_not_run(i
     assert [label.get_text() for label in hinton.get_yticklabels()] == ["kd"]
     assert "test error, % points" in hinton.get_xlabel()
     plt.close(figure)
+
+
+def verdict(statement, verdict="reproduced", metric="test_error", kind="beats", **numbers):
+    from kdrepro.claims import Verdict
+    fields = {"gain": 0.02, "gain_lower_bound": 0.01, "gain_upper_bound": 0.03, "sesoi": 0.005, **numbers}
+    return Verdict(statement, kind, "kd", "student", metric, verdict, 0.1, 0.12, sesoi_reason="", mde=0.01,
+                   seeds_needed=3, p_value=0.01, p_adjusted=0.01, seeds=3, preconditions=[], notes=[], **fields)
+
+
+def test_the_forest_plot_has_a_panel_per_paper_and_metric_and_colours_by_verdict_not_by_sign():
+    from matplotlib.colors import to_rgba
+    claims = [verdict("up", "not reproduced"), verdict("loss", metric="noise_loss_rise"),
+              verdict("down", "inconclusive", gain=-0.01, gain_lower_bound=-0.02, gain_upper_bound=0.0)]
+    panels = overview.forest_panels({"dml": claims, "fsp": None})
+    assert [(title, [v.statement for v in vs]) for title, _, vs in panels] == [
+        ("DML: test error, % points", ["up", "down"]), ("DML: loss rise", ["loss"]), ("FSP: not run", [])]
+    figure = overview.plot_forest({"dml": claims, "fsp": None})
+    errors = figure.axes[0]
+    # each claim: its interval (a line), its gain (a dot), its SESOI (a black bar), in points
+    interval, dot, _, down_interval = errors.lines[:4]
+    assert list(interval.get_xdata()) == pytest.approx([1.0, 3.0]) and list(dot.get_xdata()) == pytest.approx([2.0])
+    assert to_rgba(interval.get_color()) == to_rgba(overview.VERDICT_COLOURS["not reproduced"])
+    assert to_rgba(down_interval.get_color()) == to_rgba(overview.VERDICT_COLOURS["inconclusive"])
+    plt.close(figure)
+
+
+def test_an_alike_claim_draws_its_margin_on_both_sides_and_approaches_at_minus_the_margin():
+    assert overview.sesoi_marks(verdict("alike", kind="alike", sesoi=0.005)) == [-0.005, 0.005]
+    assert overview.sesoi_marks(verdict("within", kind="approaches", sesoi=-0.01)) == [-0.01]
