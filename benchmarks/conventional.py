@@ -21,6 +21,7 @@ from torchvision import datasets, transforms
 
 from kdrepro.data import Data, load_data, load_raw
 from kdrepro.losses.response import hinton_loss
+from kdrepro.seeds import derive
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -80,8 +81,10 @@ class Permutations(Sampler[int]):
 
 
 def loader(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
-    """Batches in the main process: on two cores a worker process would take the core the model needs."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=Permutations(len(dataset), seed), num_workers=0)
+    """Batches in the main process: on two cores a worker process would take the core the model needs. The
+    order is the stream `fit` draws its batches from at `seed` (`kdrepro.seeds`), so both loops see one order."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=Permutations(len(dataset), derive(seed, "order")),
+                      num_workers=0)
 
 
 def distil(student: nn.Module, teacher: nn.Module, batches: DataLoader, *, epochs: int, lr: float, temperature: float,

@@ -1,8 +1,9 @@
 """Trained teachers and finished runs, saved once and reused by later runs and other notebooks.
 
-An entry's key is everything that determines it (the configuration passed in) plus a fingerprint of the
-package's source, so a change to the code can never serve a stale teacher or result. Files are written
-atomically; an unreadable file is reported, deleted and recomputed, never crashed on.
+An entry's key is everything that determines it (an arm's spec, the data's key, the device) plus a fingerprint of
+the code that computes results, so a change to that code can never serve a stale teacher or result, and a change
+to anything else (a departures text, a figure's colour, a table, the report) never makes anyone retrain. Files
+are written atomically; an unreadable file is reported, deleted and recomputed, never crashed on.
 """
 
 from __future__ import annotations
@@ -22,19 +23,31 @@ from torch import nn
 from kdrepro.paths import REPO_ROOT, cache_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text
 
-# Modules that only present or locate results: editing them cannot change a trained model or a metric.
-PRESENTATION_MODULES = {"cli.py", "report.py", "display.py", "results.py", "paths.py", "__main__.py",
-                        "plots.py"}
+# What cannot change a trained model or a metric: presentation (tables, figures, the report, the command line),
+# where files live, and the paper modules, which only declare arms and measures (specs that key their entries as
+# data) and present results; the code that trains and measures lives in the package's other modules.
+NOT_COMPUTATION = ("cli.py", "report.py", "overview.py", "display.py", "results.py", "paths.py", "__main__.py",
+                   "plots.py", "tables.py", "experiment.py", "experiments/")
+
+
+def computes_results(relative_path: str) -> bool:
+    """Whether a package source (a path relative to kdrepro/) belongs to the code fingerprint."""
+    return not any(relative_path == entry or relative_path.startswith(entry) and entry.endswith("/")
+                   for entry in NOT_COMPUTATION)
 
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """sha256 over the package's Python sources that compute results, read once per process: the code that runs."""
+    """The fingerprint of this checkout's package, read once per process: the code that runs."""
+    return package_fingerprint(REPO_ROOT / "kdrepro")
+
+
+def package_fingerprint(package: Path) -> str:
+    """sha256 over a package's Python sources that compute results, each with its path inside the package."""
     digest = hashlib.sha256()
-    package = REPO_ROOT / "kdrepro"
-    sources = [p for p in package.rglob("*.py") if p.relative_to(package).as_posix() not in PRESENTATION_MODULES]
+    sources = [p for p in package.rglob("*.py") if computes_results(p.relative_to(package).as_posix())]
     for path in sorted(sources):
-        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -55,10 +68,12 @@ class Cache:
         model = build()
         if path.exists():
             try:
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                model.load_state_dict(_finite_weights(torch.load(path, map_location="cpu", weights_only=True)))
                 return model.eval()
             except Exception as error:  # any unreadable or mismatched file is retrained, whatever the cause
-                warnings.warn(f"cached model {path} is unreadable ({error.__class__.__name__}: {error}); retraining")
+                problem = (str(error) if isinstance(error, UnusableEntryError)
+                           else f"unreadable ({error.__class__.__name__}: {error})")
+                warnings.warn(f"cached model {path} is {problem}; retraining")
                 path.unlink()
                 model = build()
         train(model)
@@ -66,17 +81,37 @@ class Cache:
         return model.eval()
 
     def record(self, name: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """The JSON-able result for `key`: read if cached, else computed and saved."""
+        """The JSON-able result for `key`: read if cached, else computed and saved. Either way it is what the file
+        reads back (keys in one order, lists for tuples), so nothing downstream depends on whether it was cached."""
         path = self.root / "runs" / f"{_slug(name)}-{key_digest(key)}.json"
         if path.exists():
             try:
-                return json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                warnings.warn(f"cached result {path} is unreadable ({error}); recomputing")
+                return _non_empty_mapping(json.loads(path.read_text()))
+            except (json.JSONDecodeError, UnicodeDecodeError, UnusableEntryError) as error:
+                warnings.warn(f"cached result {path} cannot be used ({error}); recomputing")
                 path.unlink()
-        result = compute()
-        atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True))
-        return result
+        text = json.dumps(compute(), indent=1, sort_keys=True)
+        atomic_write_text(path, text)
+        return json.loads(text)
+
+
+class UnusableEntryError(ValueError):
+    """A cache file that reads but holds what no computation leaves: a record that is not a non-empty mapping
+    (published, it would be a row of NaN), a model with non-finite weights."""
+
+
+def _non_empty_mapping(record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict) or not record:
+        raise UnusableEntryError(f"it holds {json.dumps(record)[:60]}, not a non-empty mapping of results")
+    return record
+
+
+def _finite_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    bad = next((name for name, value in state.items() if value.is_floating_point() and not value.isfinite().all()),
+               None)
+    if bad is not None:
+        raise UnusableEntryError(f"not usable: its weights hold NaN or infinite values ({bad!r} first)")
+    return state
 
 
 def _serialise(state_dict: dict[str, torch.Tensor]) -> bytes:

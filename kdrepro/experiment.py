@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
 
 import matplotlib.pyplot as plt
@@ -13,10 +14,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro import experiments
-from kdrepro.cache import Cache
+from kdrepro.arms import Arm, spec_key, train_arm
+from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import AnyClaim, Verdict, claims_section, judge_all, mark_diverged, with_diverged
 from kdrepro.claims import verdict_rows  # noqa: F401  (the notebooks import it from here)
+from kdrepro.data import Data
+from kdrepro.measures import Measure
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 
@@ -24,9 +27,12 @@ PROFILE_VARIABLE = "KDREPRO_PROFILE"
 DEVICE_VARIABLE = "KDREPRO_DEVICE"
 
 
-def resolve_profile(paper_id: str, requested: str) -> str:
+def resolve_profile(paper: ModuleType, requested: str) -> str:
     """The profile to run: $KDREPRO_PROFILE when set (how nbval and the CLI choose one), else `requested`."""
-    return experiments.check_profile(paper_id, os.environ.get(PROFILE_VARIABLE) or requested)
+    name = os.environ.get(PROFILE_VARIABLE) or requested
+    if name not in paper.PROFILES:
+        raise ValueError(f"unknown profile {name!r} for {paper.PAPER.id}; choose one of {', '.join(paper.PROFILES)}")
+    return name
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -41,24 +47,55 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 class Experiment:
-    """Runs a paper's arms through the cache and collects one row per (arm, seed)."""
+    """Runs a paper's arms through the cache and collects one row per (arm, seed).
 
-    def __init__(self, paper_id: str, profile: str, device: str = "auto"):
-        self.paper = experiments.paper(paper_id)
-        self.profile = resolve_profile(paper_id, profile)
+    `paper` is the paper's module (it declares PAPER and PROFILES)."""
+
+    def __init__(self, paper: ModuleType, profile: str, device: str = "auto"):
+        self.paper = paper.PAPER
+        self.profile = resolve_profile(paper, profile)
         self.device = resolve_device(device)
-        self.protocol = experiments.module(paper_id).PROFILES[self.profile]
+        self.protocol = paper.PROFILES[self.profile]
         self.cache = Cache()
         self._rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self._trained: dict[str, nn.Module] = {}
         self._started = time.perf_counter()
         print(f"{self.paper.id}: profile {self.profile!r}, seeds {list(self.protocol.seeds)}, device {self.device}")
+
+    def model_key(self, arm: Arm, data: Data) -> dict[str, Any]:
+        """What a trained model depends on: the arm's spec, the data's, and the device (GPU and CPU numbers differ
+        in the last digits). Nothing else, so no key is written by hand."""
+        return {"arm": arm.key(), "data": data.key(), "device": self.device.type}
+
+    def train(self, arm: Arm, data: Data) -> nn.Module:
+        """The trained model of `arm` on `data`: from this process, else the cache, else trained (its teacher
+        first, which every arm naming the same teacher shares)."""
+        key = self.model_key(arm, data)
+        digest = key_digest(key)
+        if digest not in self._trained:
+            teacher = None if arm.teacher is None else self.train(arm.teacher, data)
+            self._trained[digest] = self.cache.model(
+                self.paper.id, key, lambda: arm.net.build(arm.seed, data).to(self.device),
+                lambda model: train_arm(arm, model, data, teacher))
+        return self._trained[digest]
+
+    def run(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
+        """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so
+        before, recorded as the arm's row. The measure is a spec too, so it is part of the key."""
+        key = {**self.model_key(arm, data), "measure": spec_key(measure)}
+        print(arm.describe(), flush=True)
+        result = self.cache.record(f"{self.paper.id}-seed{arm.seed}", key,
+                                   lambda: measure(self.train(arm, data), data))
+        self.record(arm.name, arm.seed, result)
+        return result
 
     def model(self, name: str, config: dict[str, Any], build: Callable[[], nn.Module],
               train: Callable[[nn.Module], None]) -> nn.Module:
         """A trained model (a teacher, say), from the cache shared by every notebook when it is there."""
         return self.cache.model(name, config, build, train)
 
-    def run(self, arm: str, seed: int, config: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def run_config(self, arm: str, seed: int, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
+                   ) -> dict[str, Any]:
         """One arm at one seed: its metrics, from the cache when this exact configuration has run before."""
         # keyed by configuration, not by arm name: two arms with one configuration (the main KD arm and the
         # sweep's point at the same T) train once

@@ -49,6 +49,35 @@ class ResponseDistillation(Objective):
         return hinton_loss(model(batch.x), teacher_logits, batch.y, self.temperature, self.hard_weight)
 
 
+class Teacher:
+    """The offline scheme's teacher: a trained model, frozen, whose outputs an objective reads per batch.
+
+    Decided here, once, for every method: when the inputs never change between epochs (no augmentation), the
+    teacher's outputs for the whole training split are computed once and indexed by the batch's rows; otherwise
+    the frozen module is called on every (augmented) batch. `rows` maps the student's training split (a subset,
+    a transfer set) back to rows of the full split `train_x`.
+    """
+
+    def __init__(self, model: nn.Module, train_x: Tensor, rows: Tensor | None = None, augmented: bool = False):
+        self.model = freeze(model)
+        self._train_x, self._rows, self._augmented = train_x, rows, augmented
+        self._outputs: Tensor | None = None
+
+    def outputs(self, batch: Batch) -> Tensor:
+        """The teacher's outputs (logits, or embeddings for a metric-learning teacher) for the batch."""
+        if self._augmented:
+            return predict_logits(self.model, batch.x)
+        if self._outputs is None:
+            self._outputs = predict_logits(self.model, self._train_x)
+        index = batch.index if self._rows is None else self._rows.to(batch.index.device)[batch.index]
+        return self._outputs[index]
+
+    @torch.no_grad()
+    def features(self, x: Tensor, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The teacher's output and its modules' outputs called `names`, for the inputs x."""
+        return forward_with_features(self.model, x, names)
+
+
 def teacher_logits(teacher: nn.Module, x: Tensor) -> Tensor:
     """The frozen teacher's logits for a whole split: the offline scheme's targets, computed once."""
     return predict_logits(freeze(teacher), x)

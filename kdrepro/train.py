@@ -6,9 +6,10 @@ A multi-stage method (FitNets: hints, then KD) is a list of `Stage`s run by `fit
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +17,24 @@ from torch import Tensor, nn
 
 from kdrepro.augment import random_crop, random_flip
 from kdrepro.data import Batch, Split, batches
+from kdrepro.objectives.base import Context
+from kdrepro.objectives.base import Objective as NewObjective
+from kdrepro.seeds import derive, generator
+
+if TYPE_CHECKING:
+    from kdrepro.schemes import Teacher
+
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 class NonFiniteLossError(ArithmeticError):
     """The loss became NaN or infinite; the run stops before the bad step changes any weight."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights became NaN or infinite (a step's gradient was not finite, or the step too large); the run stops
+    instead of returning them."""
 
 
 @dataclass(frozen=True)
@@ -41,17 +56,26 @@ class Recipe:
     flip: bool = False                # random horizontal mirror
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [f"{name}={getattr(self, name)!r} must be a whole number" for name in ("epochs", "batch_size",
+                    "crop_padding") if not _is_whole(getattr(self, name))]
+        if problems:
+            raise ValueError("impossible recipe: " + "; ".join(problems))
         if self.epochs < 1:
             problems.append(f"epochs={self.epochs} must be at least 1")
         if self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"lr={self.lr} must be positive and finite")
+        if not 0 < self.lr <= FLOAT32_MAX:
+            problems.append(f"lr={self.lr} must be positive and at most float32's largest value, {FLOAT32_MAX:.3g} "
+                            "(the weights are float32); learning rates are usually between 1e-5 and 1")
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum={self.momentum} must be in [0, 1)")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay={self.weight_decay} must be non-negative")
+        if not 0 <= self.weight_decay <= FLOAT32_MAX:
+            problems.append(f"weight_decay={self.weight_decay} must be non-negative and finite")
+        if not (self.gamma > 0 and math.isfinite(self.gamma)):
+            problems.append(f"gamma={self.gamma} must be positive and finite: the learning rate is multiplied by it "
+                            "at each milestone")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            problems.append(f"milestones={self.milestones} must be increasing, each epoch once")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer={self.optimizer!r} must be 'sgd' or 'adam'")
         if self.schedule not in ("cosine", "constant", "step"):
@@ -106,47 +130,54 @@ class CrossEntropy(Objective):
 
 @dataclass
 class History:
-    """Per-epoch training loss (mean over the epoch's batches), validation accuracy, and seconds."""
+    """Per-epoch training loss (mean over the epoch's batches) and each of its terms, validation accuracy, and
+    seconds."""
 
     loss: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)
     val_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *, seed: int,
-        val: Split | None = None, name: str = "", progress_seconds: float | None = 10.0,
-        log: Callable[[str], None] = print,
+def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, recipe: Recipe, *, seed: int,
+        teacher: Teacher | None = None, val: Split | None = None, name: str = "",
+        progress_seconds: float | None = 10.0, log: Callable[[str], None] = print,
         sampler: Callable[[Split, int, torch.Generator], Iterable[Batch]] = batches) -> History:
     """Train `model` on `objective` over `train`; the same `seed` gives the same weights on the same machine.
 
-    `sampler(train, batch_size, generator)` yields an epoch's batches: shuffled by default; metric learning
-    draws batches that hold several examples of each class.
+    The objective's terms are summed into the loss that is minimised, and each is recorded per epoch. `teacher`
+    is the offline scheme's frozen teacher, handed to the objective (None without one). Every random stream
+    (batch order, augmentation, dropout masks, the objective's own draws) is derived from `seed`.
+    `sampler(train, batch_size, generator)` yields an epoch's batches: shuffled by default, unless the objective
+    asks for its own draw (metric learning's batches hold several examples of each class).
 
     Progress is one line at most every `progress_seconds` (None: silent), plus a closing line.
     """
-    if objective.fixed_inputs and recipe.augments:
+    if getattr(objective, "fixed_inputs", False) and recipe.augments:
         raise ValueError(f"{name or 'this run'}: the objective holds targets computed from un-augmented inputs, "
                          "so it cannot be trained with augmentation; pass the teacher module instead")
-    torch.manual_seed(seed)  # dropout masks
-    order = torch.Generator().manual_seed(seed)
-    augmentation = torch.Generator().manual_seed(seed + 1)
-    params = list(model.parameters()) + list(objective.parameters())
+    torch.manual_seed(derive(seed, "dropout"))  # dropout masks come from the global generator
+    order, augmentation = generator(seed, "order"), generator(seed, "augment")
+    context, step_terms = _start(objective, model, teacher, train, seed)
+    sampler = (objective.sampler() if isinstance(objective, NewObjective) else None) or sampler
+    params = list(model.parameters()) + list(context.modules.parameters()) + (
+        [] if isinstance(objective, NewObjective) else list(objective.parameters()))
     optimizer = _optimizer(params, recipe)
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     history, started, last_report = History(), time.perf_counter(), time.perf_counter()
     model.train()
+    context.modules.train()
     for epoch in range(recipe.epochs):
-        losses = []
+        losses, epoch_terms = [], []
         for step, batch in enumerate(sampler(train, recipe.batch_size, order)):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * recipe.lr_factor(epoch + step / steps_per_epoch)
             if recipe.augments:
                 batch = batch._replace(x=_augment(batch.x, recipe, augmentation))
-            loss = objective.loss(model, batch)
+            terms = step_terms(batch)
+            loss = sum(terms.values())
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{name or 'training'}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
-                    f"before updating the weights. Lower the learning rate (lr={recipe.lr}) or check the inputs.")
+                raise _non_finite_loss(loss, model, params, name or "training", epoch, step, recipe)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.clip_grad_norm is not None:
@@ -155,7 +186,11 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
             if recipe.max_norm is not None:
                 _apply_max_norm(model, recipe.max_norm)
             losses.append(loss.detach())  # on the loss's device, whatever it is; one conversion an epoch
+            epoch_terms.append(torch.stack([term.detach() for term in terms.values()]))
+        _check_finite_weights(model, params, name or "training", epoch, recipe)
         history.loss.append(torch.stack(losses).mean().item())
+        for term, value in zip(terms, torch.stack(epoch_terms).mean(dim=0).tolist()):
+            history.terms.setdefault(term, []).append(value)
         if val is not None:
             history.val_accuracy.append(evaluate(model, val)["accuracy"])
             model.train()
@@ -170,6 +205,17 @@ def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *,
     return history
 
 
+def _start(objective, model: nn.Module, teacher: Teacher | None, train: Split, seed: int):
+    """The run's context (teacher, owned modules, the objective's generator) and a function batch -> terms."""
+    if not isinstance(objective, NewObjective):  # an objective of the older kind returns one loss
+        return Context(teacher=teacher), lambda batch: {"loss": objective.loss(model, batch)}
+    device = next(model.parameters()).device
+    owned = objective.modules(model, teacher, tuple(train.x.shape[1:]))
+    context = Context(teacher=teacher, modules=nn.ModuleDict(owned).to(device),
+                      generator=generator(seed, "objective"))
+    return context, lambda batch: objective.terms(model, batch, context)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method: an objective trained with its own recipe (and a fresh optimiser)."""
@@ -182,7 +228,8 @@ class Stage:
 def fit_stages(model: nn.Module, stages: list[Stage], train: Split, *, seed: int, name: str = "",
                **options) -> list[History]:
     """Train `model` through `stages` in order, each starting from the weights the previous one left."""
-    return [fit(model, stage.objective, train, stage.recipe, seed=seed + i, name=f"{name} {stage.name}".strip(),
+    return [fit(model, stage.objective, train, stage.recipe, seed=derive(seed, "stage", i),
+                name=f"{name} {stage.name}".strip(),
                 **options) for i, stage in enumerate(stages)]
 
 
@@ -203,8 +250,51 @@ def evaluate(model: nn.Module, split: Split) -> dict[str, float]:
 
 
 def classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    if not torch.isfinite(logits).all():  # argmax would count a NaN row as class 0, and score it
+        raise ValueError("the model's logits hold NaN or infinite values, so its accuracy is undefined; "
+                         "its weights or inputs are not finite: retrain it (a lower learning rate) or check the "
+                         "inputs")
     errors = int((logits.argmax(dim=1) != labels).sum())
     return {"accuracy": 1 - errors / len(labels), "error": errors / len(labels), "errors": errors}
+
+
+def _first_non_finite(model: nn.Module, params: list[Tensor]) -> str | None:
+    """The name of the first parameter or buffer holding a NaN or an infinity (None when all are finite): one
+    reduction and one synchronisation over all of them, so that checking once an epoch costs next to nothing."""
+    named = [(n, t.detach()) for n, t in model.state_dict(keep_vars=True).items() if t.is_floating_point()]
+    of_model = {id(p) for p in model.parameters()}
+    named += [(f"the objective's parameter {i}", p.detach()) for i, p in enumerate(params) if id(p) not in of_model]
+    if not named or torch.stack([t.isfinite().all() for _, t in named]).all():
+        return None
+    return next(n for n, t in named if not t.isfinite().all())
+
+
+def _non_finite_loss(loss: Tensor, model: nn.Module, params: list[Tensor], name: str, epoch: int, step: int,
+                     recipe: Recipe) -> NonFiniteLossError:
+    """The error for a NaN or infinite loss, saying whether the weights were still finite (this step changed
+    nothing) or an earlier step of the epoch had already made them non-finite."""
+    where = f"{name}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+    bad = _first_non_finite(model, params)
+    if bad is None:
+        return NonFiniteLossError(f"{where}; stopped before updating the weights. Lower the learning rate "
+                                  f"(lr={recipe.lr}) or check the inputs.")
+    return NonFiniteWeightsError(f"{where}, because an earlier step of this epoch made the weights non-finite "
+                                 f"({bad!r} first): its gradient was not finite or the step too large. Lower the "
+                                 f"learning rate (lr={recipe.lr}) or clip the gradient (clip_grad_norm).")
+
+
+def _check_finite_weights(model: nn.Module, params: list[Tensor], name: str, epoch: int, recipe: Recipe) -> None:
+    """Stop, rather than go on or return weights that hold a NaN or an infinity, after an epoch whose every loss
+    was finite (a non-finite gradient on its last step, say)."""
+    bad = _first_non_finite(model, params)
+    if bad is not None:
+        raise NonFiniteWeightsError(f"{name}: the weights are not finite after epoch {epoch + 1} ({bad!r} first), "
+                                    "though every loss was: a step's gradient was not finite or the step too large. "
+                                    f"Lower the learning rate (lr={recipe.lr}) or clip the gradient (clip_grad_norm).")
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _optimizer(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:

@@ -16,7 +16,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_draws_the_maps_and_publishes(tiny_paper_profile, isolated):
-    exp = Experiment("attention_transfer", "paper")
+    exp = Experiment(at, "paper")
     P = exp.protocol
     run = PairRun(exp, P.pair, load(P.pair))
     arms = at.AttentionTransfer(run, P, P.layers)
@@ -43,7 +43,7 @@ def test_paper_profile_runs_every_arm_draws_the_maps_and_publishes(tiny_paper_pr
 
 
 def test_a_student_that_is_a_copy_of_its_teacher_has_attention_distance_zero(tiny_paper_profile):
-    exp = Experiment("attention_transfer", "paper")
+    exp = Experiment(at, "paper")
     P = exp.protocol
     arms = at.AttentionTransfer(PairRun(exp, P.pair, load(P.pair)), P, (("block1", "block1"), ("block3", "block3")))
     twin = copy.deepcopy(arms.model("teacher", 0))

@@ -27,7 +27,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("born_again", "paper")
+    exp = Experiment(born_again, "paper")
     run = born_again.BornAgainNetworks(exp, born_again.load(exp.protocol))
     assert run.data.name == "cifar100" and run.data.input_shape == (3, 32, 32)
     for seed in exp.protocol.seeds:
@@ -50,7 +50,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 def test_generations_are_trained_once_and_taught_by_their_predecessor_module(tiny_paper_profile, isolated,
                                                                              monkeypatch):
-    exp = Experiment("born_again", "paper")
+    exp = Experiment(born_again, "paper")
     run = born_again.BornAgainNetworks(exp, born_again.load(exp.protocol))
     teachers = []
     original = BornAgain.__init__

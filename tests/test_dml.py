@@ -30,7 +30,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("dml", "paper")
+    exp = Experiment(dml, "paper")
     run = dml.DeepMutualLearning(exp, dml.load(exp.protocol))
     assert run.data.name == "cifar100" and run.data.input_shape == (3, 32, 32) and len(run.data.train) == 200
     assert exp.protocol.recipe.augments  # crops and flips, as the paper trains
@@ -62,7 +62,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 
 def test_a_peer_and_its_lone_self_start_from_the_same_weights(tiny_paper_profile, isolated):
-    exp = Experiment("dml", "paper")
+    exp = Experiment(dml, "paper")
     run = dml.DeepMutualLearning(exp, dml.load(exp.protocol))
     alone, first, second = run.network("a", 3), run.network("a", 3, 0), run.network("a", 3, 1)
     assert all(torch.equal(p, q) for p, q in zip(alone.parameters(), first.parameters()))

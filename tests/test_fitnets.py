@@ -18,7 +18,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_both_tables(tiny_paper_profile, isolated):
-    exp = Experiment("fitnets", "paper")
+    exp = Experiment(fitnets, "paper")
     P = exp.protocol
     run = PairRun(exp, P.pair, load(P.pair))
     assert run.data.name == "cifar10" and run.data.input_shape == (3, 8, 8)
@@ -44,7 +44,7 @@ def test_paper_profile_runs_every_arm_and_both_tables(tiny_paper_profile, isolat
 
 
 def test_the_fitnet_gets_the_same_epochs_as_every_other_arm(tiny_paper_profile, monkeypatch):
-    exp = Experiment("fitnets", "paper")
+    exp = Experiment(fitnets, "paper")
     P = exp.protocol
     run = PairRun(exp, P.pair, load(P.pair))
     stages_seen = []
@@ -62,7 +62,7 @@ def test_the_fitnet_gets_the_same_epochs_as_every_other_arm(tiny_paper_profile, 
 
 
 def test_hint_epochs_that_leave_a_stage_empty_are_refused(tiny_paper_profile):
-    exp = Experiment("fitnets", "paper")
+    exp = Experiment(fitnets, "paper")
     P = replace(exp.protocol, hint_epochs=exp.protocol.pair.student_recipe.epochs)
     arms = fitnets.FitNets(PairRun(exp, P.pair, load(P.pair)), P, P.hints)
     with pytest.raises(ValueError, match="must leave both stages at least one"):
@@ -70,7 +70,7 @@ def test_hint_epochs_that_leave_a_stage_empty_are_refused(tiny_paper_profile):
 
 
 def test_an_unknown_arm_lists_the_arms(tiny_paper_profile):
-    exp = Experiment("fitnets", "paper")
+    exp = Experiment(fitnets, "paper")
     arms = fitnets.FitNets(PairRun(exp, exp.protocol.pair, load(exp.protocol.pair)), exp.protocol, exp.protocol.hints)
     with pytest.raises(ValueError, match="unknown arm 'hints'.*fitnet_joint"):
         arms.arm("hints", 0)

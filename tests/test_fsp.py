@@ -80,7 +80,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("fsp", "paper", "cpu")
+    exp = Experiment(fsp, "paper", "cpu")
     run = fsp.FSP(exp, fsp.load(exp.protocol))
     assert run.data.name == "cifar10" and run.data.input_shape == (3, 32, 32)
     for seed in exp.protocol.seeds:
@@ -109,7 +109,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 def test_a_test_size_evaluates_on_a_fixed_slice_of_the_test_set(tiny_paper_profile, isolated, monkeypatch):
     monkeypatch.setitem(fsp.PROFILES, "paper", replace(tiny_paper_profile, test_size=7))
-    exp = Experiment("fsp", "paper", "cpu")
+    exp = Experiment(fsp, "paper", "cpu")
     data = fsp.load(exp.protocol)
     run = fsp.FSP(exp, data)
     assert torch.equal(run.data.test.y, data.test.y[:7]) and len(run.data.train) == len(data.train)

@@ -45,7 +45,7 @@ def run_every_arm(exp: Experiment) -> hinton_kd.HintonKD:
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("hinton_kd", "paper")
+    exp = Experiment(hinton_kd, "paper")
     run = run_every_arm(exp)
     assert run.data.name == "mnist" and run.data.input_shape == (1, 28, 28)
     runs = exp.runs
@@ -69,17 +69,17 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 
 def test_a_second_run_is_served_from_the_cache(tiny_paper_profile, isolated):
-    first = Experiment("hinton_kd", "paper")
+    first = Experiment(hinton_kd, "paper")
     run = hinton_kd.HintonKD(first, hinton_kd.load(first.protocol))
     a = run.student_arm("kd", 0, temperature=20.0)
     trained = list((isolated / "cache" / "models").iterdir())
-    second = Experiment("hinton_kd", "paper")
+    second = Experiment(hinton_kd, "paper")
     b = hinton_kd.HintonKD(second, run.data).student_arm("kd", 0, temperature=20.0)
     assert a == b and list((isolated / "cache" / "models").iterdir()) == trained
 
 
 def test_the_omitted_class_bias_is_chosen_on_validation_only(tiny_paper_profile, isolated, monkeypatch):
-    exp = Experiment("hinton_kd", "paper")
+    exp = Experiment(hinton_kd, "paper")
     run = hinton_kd.HintonKD(exp, hinton_kd.load(exp.protocol))
     seen = []
     original = hinton_kd.classification_metrics

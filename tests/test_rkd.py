@@ -112,7 +112,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("rkd", "paper", "cpu")
+    exp = Experiment(rkd, "paper", "cpu")
     run = rkd.RKD(exp, rkd.load(exp.protocol))
     assert run.data.name == "cub200" and run.data.input_shape == (3, 16, 16)
     assert run.metric_train.y.unique().tolist() == [0, 1] and run.held_out.y.unique().tolist() == [100, 101]

@@ -31,7 +31,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
-    exp = Experiment("seqkd", "paper")
+    exp = Experiment(seqkd, "paper")
     run = seqkd.SeqKD(exp, seqkd.load(exp.protocol))
     assert run.data.name == "wmt14_en_de" and len(run.data.train) == 48 and exp.protocol.inter_beam == 35
     for seed in exp.protocol.seeds:
@@ -57,16 +57,16 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 
 def test_the_teachers_outputs_are_served_from_the_cache(tiny_paper_profile, isolated):
-    exp = Experiment("seqkd", "paper")
+    exp = Experiment(seqkd, "paper")
     first = seqkd.SeqKD(exp, seqkd.load(exp.protocol)).outputs(0)
     models = sorted(p.name for p in (isolated / "cache" / "models").iterdir())
-    again = seqkd.SeqKD(Experiment("seqkd", "paper"), seqkd.load(exp.protocol)).outputs(0)
+    again = seqkd.SeqKD(Experiment(seqkd, "paper"), seqkd.load(exp.protocol)).outputs(0)
     assert again == first and sorted(p.name for p in (isolated / "cache" / "models").iterdir()) == models
     assert len(first["seqkd"]) == len(first["seqinter"]) == 48
 
 
 def test_with_a_beam_of_one_both_distilled_targets_are_the_greedy_translation(tiny_paper_profile, isolated):
-    exp = Experiment("seqkd", "paper")
+    exp = Experiment(seqkd, "paper")
     run = seqkd.SeqKD(exp, seqkd.load(exp.protocol))
     teacher = run.teacher(0)
     outputs = teacher_outputs(teacher, run.data, beam=1, inter_beam=1, max_len=14)

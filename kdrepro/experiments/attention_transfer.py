@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data
 from kdrepro.experiment import mean_std, runs_by_arm
@@ -26,6 +27,9 @@ from kdrepro.losses.feature import attention_map, attention_transfer_loss
 from kdrepro.schemes import FeatureDistillation
 from kdrepro.taps import forward_with_features
 from kdrepro.train import Recipe, fit
+
+PAPER = Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
+              "03_attention_transfer.ipynb", transferred="feature", scheme="offline")
 
 GROUPS = (("block1", "block1"), ("block2", "block2"), ("block3", "block3"))   # (student, teacher) modules
 

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -20,6 +21,9 @@ from kdrepro.experiments.dml import describe
 from kdrepro.models import build, count_parameters
 from kdrepro.schemes import BornAgain, ensemble_logits, generations, permute_dark_knowledge, teacher_logits
 from kdrepro.train import CrossEntropy, Recipe, classification_metrics, fit, predict_logits
+
+PAPER = Paper("born_again", "Furlanello, Lipton, Tschannen, Itti & Anandkumar 2018: Born-Again Neural Networks",
+              "07_born_again.ipynb", transferred="response", scheme="self")
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,15 @@ class BornAgainNetworks:
         """Record the teacher, every generation, the ensemble of generations, and both ablations at `seed`."""
         names = ["teacher"] + [f"ban_{k}" for k in range(1, self.protocol.generations + 1)]
         for k, name in enumerate(names):
-            self.exp.run(name, seed, self._config(seed, k, "ban" if k else "teacher"),
+            self.exp.run_config(name, seed, self._config(seed, k, "ban" if k else "teacher"),
                          lambda k=k: self._metrics([self.chain(seed)[k]]))
-        self.exp.run("bane", seed, self._config(seed, self.protocol.generations, "bane"),
+        self.exp.run_config("bane", seed, self._config(seed, self.protocol.generations, "bane"),
                      lambda: self._metrics(self.chain(seed)[1:]))
         for variant in ("cwtm", "dkpp"):
-            self.exp.run(variant, seed, self._config(seed, 1, variant),
+            self.exp.run_config(variant, seed, self._config(seed, 1, variant),
                          lambda variant=variant: self._metrics([self.student(seed, 1, self.teacher(seed), variant)]))
         weight = self.protocol.labels_weight
-        self.exp.run("ban_1_labels", seed, self._config(seed, 1, "ban", weight),
+        self.exp.run_config("ban_1_labels", seed, self._config(seed, 1, "ban", weight),
                      lambda: self._metrics([self.student(seed, 1, self.teacher(seed), hard_weight=weight)]))
 
     def _build(self, seed: int, k: int) -> nn.Module:

@@ -16,12 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim
 from kdrepro.data import Data, Split, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.models import build, count_parameters
 from kdrepro.schemes import Cohort, MutualLearning, mutual_learning_losses
 from kdrepro.train import CrossEntropy, Recipe, evaluate, fit, predict_logits
+
+PAPER = Paper("dml", "Zhang, Xiang, Hospedales & Lu 2018: Deep Mutual Learning",
+              "06_dml.ipynb", transferred="response", scheme="online")
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ class DeepMutualLearning:
                           name=f"{role} alone seed {seed}")
             return {**self._measure(model, probe=role == "a"), "train_loss": history.loss, "seconds": history.seconds}
 
-        return self.exp.run(f"independent_{role}", seed, self._config(("independent", role)), compute)
+        return self.exp.run_config(f"independent_{role}", seed, self._config(("independent", role)), compute)
 
     def cohort_arm(self, cohort: str, seed: int) -> dict:
         """Train the cohort; record each peer as an arm "<cohort>_<k>" and their mean as "<cohort>"."""
@@ -128,7 +132,7 @@ class DeepMutualLearning:
             measured = [{**self._measure(peer, probe), "train_loss": curve} for peer, curve in zip(peers, curves)]
             return {"peers": measured, "ensemble_test_error": ensemble, "seconds": history.seconds}
 
-        result = self.exp.run(cohort, seed, self._config(roles), compute)
+        result = self.exp.run_config(cohort, seed, self._config(roles), compute)
         peers = result["peers"]
         for k, (role, peer) in enumerate(zip(roles, peers), start=1):
             self.exp.record(f"{cohort}_{k}", seed, {**peer, "network": role})

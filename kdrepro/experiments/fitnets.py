@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from torch import nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.experiment import mean_std, runs_by_arm
 from kdrepro.experiments import vision
@@ -22,6 +23,9 @@ from kdrepro.losses.feature import HintRegressor, hint_loss
 from kdrepro.schemes import FeatureDistillation, ResponseDistillation
 from kdrepro.taps import feature_shapes
 from kdrepro.train import Recipe, Stage, fit, fit_stages
+
+PAPER = Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets",
+              "02_fitnets.ipynb", transferred="feature", scheme="offline")
 
 
 @dataclass(frozen=True)

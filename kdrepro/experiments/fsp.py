@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -25,6 +26,9 @@ from kdrepro.relation_distillation import FSPDistillation, fsp_matrices
 from kdrepro.schemes import FeatureDistillation
 from kdrepro.taps import feature_shapes
 from kdrepro.train import CrossEntropy, Recipe, Stage, evaluate, fit, fit_stages
+
+PAPER = Paper("fsp", "Yim, Joo, Bae & Kim 2017: A Gift from Knowledge Distillation (FSP)",
+              "04_fsp.ipynb", transferred="relation", scheme="offline")
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ class FSP:
         def compute():
             teacher = self.teacher(seed)
             return {**self._metrics(teacher), "parameters": count_parameters(teacher)}
-        return self.exp.run("teacher", seed, self._teacher_config(seed), compute)
+        return self.exp.run_config("teacher", seed, self._teacher_config(seed), compute)
 
     def initialised(self, init: str, seed: int) -> nn.Module:
         """The student after stage 1 ("fsp" or "fitnets"), or freshly initialised ("scratch")."""
@@ -154,7 +158,7 @@ class FSP:
             return {**self._metrics(model), "val_curve": history.val_accuracy, "epochs": recipe.epochs,
                     "steps_per_epoch": math.ceil(len(self.data.train) / recipe.batch_size)}
 
-        return self.exp.run(arm, seed, config, compute)
+        return self.exp.run_config(arm, seed, config, compute)
 
     def _init_objective(self, init: str, seed: int, student: nn.Module):
         teacher = self.teacher(seed)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Alike, Claim, Precondition, Recovers
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -22,6 +23,9 @@ from kdrepro.models import count_parameters, mlp
 from kdrepro.plots import plot_arms  # noqa: F401  (the notebook draws its arms with it)
 from kdrepro.schemes import ResponseDistillation, teacher_logits
 from kdrepro.train import CrossEntropy, Recipe, classification_metrics, evaluate, fit, predict_logits
+
+PAPER = Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
+              "01_hinton_kd.ipynb", transferred="response", scheme="offline")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class HintonKD:
             teacher = self.teacher(seed)
             return {**self._metrics(predict_logits(teacher, self.data.test.x)),
                     "parameters": count_parameters(teacher)}
-        return self.exp.run("teacher", seed, self._teacher_config(seed), compute)
+        return self.exp.run_config("teacher", seed, self._teacher_config(seed), compute)
 
     def student_arm(self, arm: str, seed: int, *, small: bool = False, temperature: float | None = None,
                     transfer: Tensor | None = None, bias_correction: bool = False) -> dict:
@@ -156,7 +160,7 @@ class HintonKD:
                 result.update(self._bias_corrected(model))
             return result
 
-        return self.exp.run(arm, seed, config, compute)
+        return self.exp.run_config(arm, seed, config, compute)
 
     def omitted_class_arms(self, seed: int) -> None:
         """Students on a transfer set without one class: hard labels, distilled, and distilled with the bias fix."""

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from kdrepro import cub
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, Split, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -24,6 +25,9 @@ from kdrepro.models import build
 from kdrepro.relation_distillation import RelationalDistillation, TripletObjective
 from kdrepro.schemes import FeatureDistillation, ResponseDistillation
 from kdrepro.train import CrossEntropy, Recipe, evaluate, fit
+
+PAPER = Paper("rkd", "Park, Kim, Lu & Cho 2019: Relational Knowledge Distillation",
+              "05_rkd.ipynb", transferred="relation", scheme="offline")
 
 KS = (1, 2, 4, 8)
 
@@ -183,7 +187,7 @@ class RKD:
                               lambda: self._embedder(p.teacher, p.teacher_dim, True, seed), train)
 
     def metric_teacher_arm(self, seed: int) -> dict:
-        return self.exp.run("teacher", seed, self._metric_teacher_config(seed),
+        return self.exp.run_config("teacher", seed, self._metric_teacher_config(seed),
                             lambda: self._recalls(self.metric_teacher(seed)))
 
     def metric_student(self, arm: str, seed: int) -> Embedder:
@@ -206,7 +210,7 @@ class RKD:
                               lambda: self._embedder(p.student, p.student_dim, terms is None, seed), train)
 
     def metric_student_arm(self, arm: str, seed: int) -> dict:
-        return self.exp.run(arm, seed, self._metric_student_config(arm, seed),
+        return self.exp.run_config(arm, seed, self._metric_student_config(arm, seed),
                             lambda: self._recalls(self.metric_student(arm, seed)))
 
     def _recalls(self, model: nn.Module) -> dict:
@@ -260,7 +264,7 @@ class RKD:
             fit(student, objective, data.train, p.classifier_recipe, seed=seed, name=f"{arm} seed {seed}")
             return self._test(student)
 
-        return self.exp.run(arm, seed, self._classifier_config(arm, seed), compute)
+        return self.exp.run_config(arm, seed, self._classifier_config(arm, seed), compute)
 
     def _classifier_config(self, arm: str, seed: int) -> dict:
         p = self.protocol

@@ -13,14 +13,19 @@ import pandas as pd
 import torch
 from torch import nn
 
+from kdrepro.paper import Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Split, data_root
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.models import count_parameters
+from kdrepro.results import measured_on
 from kdrepro.seq2seq import PAD, Seq2Seq, beam_search, greedy, strip
 from kdrepro.sequence_distillation import SequenceCrossEntropy, WordDistillation, teacher_outputs
 from kdrepro.train import Recipe, fit
 from kdrepro.translation import TranslationData, corpus_bleu, generate, load_corpus
+
+PAPER = Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation",
+              "08_seqkd.ipynb", transferred="sequence", scheme="offline")
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ class SeqKD:
         return words, produced / (time.perf_counter() - started)
 
     def _evaluate(self, model: nn.Module) -> dict:
-        p, result = self.protocol, {"parameters": count_parameters(model)}
+        p, result = self.protocol, {"parameters": count_parameters(model), "speed_measured_on": measured_on()}
         for beam in sorted(set(p.sweep_beams) | {1, p.beam}):
             hypotheses, speed = self.translate(model, beam)
             result[f"bleu_beam{beam}"], result["bleu_signature"] = corpus_bleu(hypotheses, self.data.test.references)
@@ -200,7 +205,7 @@ class SeqKD:
 
     def _run(self, arm: str, seed: int, config: dict, compute) -> dict:
         """The arm's metrics, plus one row per decoding (arm/greedy, arm/beam5) holding its BLEU for the claims."""
-        result = self.exp.run(arm, seed, config, compute)
+        result = self.exp.run_config(arm, seed, config, compute)
         self.exp.record(f"{arm}/greedy", seed, {"bleu": result["bleu_beam1"]})
         self.exp.record(f"{arm}/beam{self.protocol.beam}", seed, {"bleu": result[f"bleu_beam{self.protocol.beam}"]})
         return result
@@ -246,7 +251,8 @@ def arm_descriptions(protocol: Protocol) -> dict[str, str]:
 
 
 def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
-    """One row per arm: BLEU greedy and with beam 5 (mean ± std over seeds), decoding speed, beside Table 1."""
+    """One row per arm: BLEU greedy and with beam 5 (mean ± std over seeds), decoding speed with the machine and
+    date of its measurement (a run read from the cache keeps its own), beside Table 1."""
     beam, described, table = protocol.beam, arm_descriptions(protocol), []
     for arm, rows in runs_by_arm(runs, described):
         what = described[arm]
@@ -255,6 +261,7 @@ def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, obje
                       f"BLEU beam {beam}": mean_std(rows[f"bleu_beam{beam}"], digits=1),
                       "tokens/s greedy": f"{rows['tokens_per_s_beam1'].mean():,.0f}",
                       f"tokens/s beam {beam}": f"{rows[f'tokens_per_s_beam{beam}'].mean():,.0f}",
+                      "speeds measured on": "; ".join(sorted(set(rows["speed_measured_on"]))),
                       "parameters": f"{int(rows['parameters'].iloc[0]):,}", "seeds": len(rows),
                       "paper greedy / beam 5 (WMT14 En-De)": f"{paper[0]} / {paper[1]}" if paper else "not in Table 1"})
     return table

@@ -79,7 +79,7 @@ class PairRun:
                               lambda: self.build(self.pair.teacher, seed), train)
 
     def teacher_arm(self, seed: int, main: bool = True) -> dict[str, Any]:
-        return self.exp.run(self.arm_name("teacher", main), seed, self.teacher_config(seed),
+        return self.exp.run_config(self.arm_name("teacher", main), seed, self.teacher_config(seed),
                             lambda: self.metrics(self.teacher(seed)))
 
     def teacher_targets(self, seed: int) -> nn.Module | Tensor:
@@ -109,7 +109,7 @@ class PairRun:
             model = self.student(arm, seed, method)
             return {**self.metrics(model), **(extra(model) if extra else {})}
 
-        return self.exp.run(self.arm_name(arm, main), seed, self._student_config(seed, method[0]), compute)
+        return self.exp.run_config(self.arm_name(arm, main), seed, self._student_config(seed, method[0]), compute)
 
     def scratch(self, seed: int, main: bool = True) -> Method:
         """The student on labels alone."""

@@ -8,7 +8,7 @@ from math import prod
 from torch import nn
 
 
-def mlp(input_shape: tuple[int, ...], hidden: tuple[int, ...], num_classes: int,
+def mlp(input_shape: tuple[int, ...], hidden: tuple[int, ...] | list[int], num_classes: int,
         dropout: float = 0.0, input_dropout: float = 0.0) -> nn.Sequential:
     """A ReLU multilayer perceptron, e.g. Hinton et al.'s 784-1200-1200-10 teacher (dropout 0.5 on hidden units,
     0.2 on inputs, as in Hinton et al. 2012) or the 784-800-800-10 student (no regularisation).

@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from kdrepro.models.mlp import mlp
 from kdrepro.models.plain import plain_cnn
 from kdrepro.models.resnet import ResNet, resnet
 from kdrepro.models.torchvision_resnet import torchvision_resnet
@@ -29,16 +30,25 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 # families for the small variants a profile describes as data, e.g. {"family": "wide_resnet", "depth": 10,
 # "widen": 2, "base": 8}: a JSON-able spec that can key a cache entry
 FAMILIES: dict[str, Callable[..., nn.Module]] = {"resnet": ResNet, "wide_resnet": wide_resnet, "plain_cnn": plain_cnn}
+# families whose first layer depends on the whole input shape, not only its channels
+SHAPED_FAMILIES: dict[str, Callable[..., nn.Module]] = {"mlp": mlp}
 
 
-def build(architecture: str | dict, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+def build(architecture: str | dict, num_classes: int = 10, in_channels: int = 3,
+          input_shape: tuple[int, ...] | None = None) -> nn.Module:
     """A freshly initialised network for `num_classes` classes and `in_channels`-channel images of any size:
-    `architecture` is a published name ("resnet32x4") or a spec {"family": ..., **its arguments}."""
+    `architecture` is a published name ("resnet32x4") or a spec {"family": ..., **its arguments}. An "mlp"
+    spec ({"family": "mlp", "hidden": [800, 800], "dropout": 0.5}) also needs the `input_shape`."""
     if isinstance(architecture, dict):
         spec = dict(architecture)
         family = spec.pop("family", None)
+        if family in SHAPED_FAMILIES:
+            if input_shape is None:
+                raise ValueError(f"a {family!r} network needs the input_shape of its inputs")
+            return SHAPED_FAMILIES[family](input_shape, num_classes=num_classes, **spec)
         if family not in FAMILIES:
-            raise ValueError(f"unknown architecture family {family!r}; choose one of {', '.join(FAMILIES)}")
+            raise ValueError(f"unknown architecture family {family!r}; "
+                             f"choose one of {', '.join([*FAMILIES, *SHAPED_FAMILIES])}")
         return FAMILIES[family](**spec, num_classes=num_classes, in_channels=in_channels)
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
