@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from kdrepro import experiments
 from kdrepro.cache import key_digest
@@ -22,6 +26,12 @@ from kdrepro.experiment import PROFILE_VARIABLE
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
 from kdrepro.results import atomic_write_text
+
+# The longest path a Unix socket may have: 107 bytes on Linux, 103 on macOS (sun_path less its final NUL)
+MAX_SOCKET_PATH = 103
+# After a Ctrl-C is passed on, how long a paper's process has to shut its kernel down before it is killed.
+STOP_GRACE_SECONDS = 10
+INTERRUPTED = 130  # the exit status of a process stopped by SIGINT, as shells report it
 
 
 def executed_notebook(paper_id: str, profile: str) -> Path:
@@ -58,43 +68,102 @@ def is_done(paper_id: str, profile: str) -> bool:
     return executed_notebook(paper_id, profile).exists() and done_marker(done_record(paper_id, profile)).exists()
 
 
-def local_kernel(sockets: Path):
-    """Kernel configuration: talk to the kernel over Unix sockets in `sockets`, a folder of this run's own, rather
-    than unencrypted TCP ports (the kernel warns about those on every start)."""
+class PaperFailed(Exception):
+    """A paper's run did not publish its results; the message says why and what to do."""
+
+
+@contextmanager
+def results_lock(paper_id: str, profile: str) -> Iterator[None]:
+    """Held while one process writes a paper's results, so that two runs of a paper never share its staging
+    folder. The lock is the operating system's (flock), released when its process ends however it ends, so a
+    killed run never blocks the next; the file holds the owner's pid for the message. It is never deleted: a run
+    that locked a deleted file would not exclude one that creates a new file."""
+    path = results_dir() / profile / f".{paper_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise PaperFailed(f"{paper_id} is already running (pid {lock.read().strip() or 'unknown'}) on profile "
+                              f"{profile!r}; wait for it to finish, or stop it and rerun") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+@contextmanager
+def kernel_folder(paper_id: str, profile: str) -> Iterator[Path]:
+    """An empty folder beside the paper's results for its kernel's connection file and sockets, removed when the
+    run ends; what a killed run left there is removed by the paper's next run (under its lock)."""
+    folder = results_dir() / profile / f".{paper_id}.kernel"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def local_kernel(folder: Path):
+    """Kernel configuration: the connection file in `folder`, and Unix sockets there rather than unencrypted TCP
+    ports (the kernel warns about those on every start), unless `folder`'s path is too long for a socket's."""
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(sockets / "kernel")}})
+    manager = {"connection_file": str(folder / "kernel.json")}
+    sockets = folder / "ipc"  # the kernel's five sockets are ipc-1 to ipc-5
+    if len(os.fsencode(f"{sockets}-5")) <= MAX_SOCKET_PATH:
+        manager.update(transport="ipc", ip=str(sockets))
+    return Config({"KernelManager": manager})
 
 
-def run_paper(paper_id: str, profile: str) -> None:
-    """Execute the paper's notebook headless with papermill; keep the executed copy beside its results."""
-    import papermill
-
-    paper = experiments.paper(paper_id)
-    record = done_record(paper_id, profile)  # taken before the run: what ran, even if a file changes meanwhile
-    partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
-    partial.parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def profile_variable(profile: str) -> Iterator[None]:
+    """$KDREPRO_PROFILE set to `profile` meanwhile: the kernel inherits it, so nothing else can pick another."""
     previous = os.environ.get(PROFILE_VARIABLE)
-    os.environ[PROFILE_VARIABLE] = profile  # the kernel inherits it, so nothing else can pick another profile
+    os.environ[PROFILE_VARIABLE] = profile
     try:
-        with tempfile.TemporaryDirectory(prefix="kdrepro-kernel-") as sockets:
-            papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
-                                       kernel_name="python3", progress_bar=False, log_output=False,
-                                       stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir(),
-                                       config=local_kernel(Path(sockets)))
-    except papermill.PapermillExecutionError as error:
-        raise SystemExit(f"error: {paper.notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-                         f"the executed notebook, error included, is {partial}") from None
+        yield
     finally:
         if previous is None:
             del os.environ[PROFILE_VARIABLE]
         else:
             os.environ[PROFILE_VARIABLE] = previous
+
+
+def inode(folder: Path) -> int | None:
+    """The folder's inode number (None when missing): publishing swaps in a new folder, so a new number shows that
+    a run published, even over committed results."""
+    try:
+        return folder.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def run_paper(paper_id: str, profile: str) -> None:
+    """Execute the paper's notebook headless with papermill, keep the executed copy beside its results, and mark
+    the paper done. Raises PaperFailed when the notebook fails, publishes nothing, or runs elsewhere already."""
+    import papermill
+
+    paper = experiments.paper(paper_id)
+    record = done_record(paper_id, profile)  # taken before the run: what ran, even if a file changes meanwhile
+    partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
     done = executed_notebook(paper_id, profile)
-    if not done.parent.is_dir():
-        raise RuntimeError(f"{paper.notebook} finished without publishing results to {done.parent}")
-    os.replace(partial, done)
-    atomic_write_text(done_marker(record), json.dumps(record, indent=1))
+    with results_lock(paper_id, profile), kernel_folder(paper_id, profile) as kernel, profile_variable(profile):
+        previous_results = inode(done.parent)
+        try:
+            papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
+                                       kernel_name="python3", progress_bar=False, log_output=False,
+                                       stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir(),
+                                       config=local_kernel(kernel))
+        except papermill.PapermillExecutionError as error:
+            raise PaperFailed(f"{paper.notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
+                              f"the executed notebook, error included, is {partial}") from None
+        if inode(done.parent) in (None, previous_results):
+            raise PaperFailed(f"{paper.notebook} finished without publishing results to {done.parent}")
+        os.replace(partial, done)
+        atomic_write_text(done_marker(record), json.dumps(record, indent=1))
 
 
 def last_wall_seconds(paper_id: str, profile: str) -> float:
@@ -107,25 +176,62 @@ def paper_command(paper_id: str, profile: str) -> list[str]:
     return [sys.executable, "-m", "kdrepro", "run", paper_id, "--profile", profile]
 
 
+class PaperProcesses:
+    """The papers' processes, each in a session of its own so that a Ctrl-C reaches this process alone, which
+    passes it on to them (`interrupt`) and starts no more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: list[subprocess.Popen] = []
+        self._interrupted = False
+
+    def start(self, command: list[str], environment: dict[str, str]) -> subprocess.Popen | None:
+        """The started process, its output and errors on one pipe; None once interrupted."""
+        with self._lock:
+            if self._interrupted:
+                return None
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=environment, start_new_session=True)
+            self._started.append(child)
+            return child
+
+    def interrupt(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Ctrl-C for every running paper (its notebook stops and shuts its kernel down); those still running
+        `grace_seconds` later are killed."""
+        with self._lock:
+            self._interrupted = True
+        for child in self._started:
+            child.send_signal(signal.SIGINT)  # a no-op for a process that has ended
+        deadline = time.monotonic() + grace_seconds
+        for child in self._started:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
     """Run the papers `jobs` at a time, each in its own process with cores / jobs threads: small networks use
     two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper.
-    Returns the papers that failed; the others finish regardless."""
+    Returns the papers that failed; the others finish regardless. A Ctrl-C stops them all."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     width = max(map(len, paper_ids))
-    lock = threading.Lock()
+    output = threading.Lock()
+    processes = PaperProcesses()
 
     def say(text: str) -> None:
-        with lock:
+        with output:
             print(text, flush=True)
 
     def run_one(paper_id: str) -> bool:
+        began = time.perf_counter()
+        child = processes.start(paper_command(paper_id, profile), environment)
+        if child is None:
+            return False
         say(f"{paper_id:<{width}} | started: {experiments.paper(paper_id).notebook} on profile {profile!r}, "
             f"{threads} thread(s)")
-        began = time.perf_counter()
-        with subprocess.Popen(paper_command(paper_id, profile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env=environment) as child:
+        with child:
             for line in child.stdout:
                 say(f"{paper_id:<{width}} | {line.rstrip()}")
         outcome = "done" if child.returncode == 0 else f"FAILED (exit status {child.returncode})"
@@ -133,8 +239,31 @@ def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
         return child.returncode == 0
 
     with ThreadPoolExecutor(jobs) as pool:
-        succeeded = list(pool.map(run_one, paper_ids))
+        try:
+            succeeded = list(pool.map(run_one, paper_ids))
+        except KeyboardInterrupt:
+            processes.interrupt()
+            raise
     return [paper_id for paper_id, ok in zip(paper_ids, succeeded) if not ok]
+
+
+def run_in_turn(paper_ids: list[str], profile: str) -> list[str]:
+    """Run the papers one after another in this process. Returns the papers that failed; the others run
+    regardless."""
+    failed = []
+    for number, paper_id in enumerate(paper_ids, start=1):
+        step = f"[{number}/{len(paper_ids)}] {paper_id}"
+        print(f"{step}: running {experiments.paper(paper_id).notebook} on profile {profile!r}", flush=True)
+        began = time.perf_counter()
+        try:
+            run_paper(paper_id, profile)
+        except Exception as error:  # whatever stops one paper (a failing cell, a dead kernel) must not stop the rest
+            reason = error if isinstance(error, PaperFailed) else f"{error.__class__.__name__}: {error}"
+            print(f"{step}: FAILED: {reason}", flush=True)
+            failed.append(paper_id)
+        else:
+            print(f"{step}: done in {time.perf_counter() - began:.0f} s", flush=True)
+    return failed
 
 
 def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) -> None:
@@ -146,18 +275,11 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
                   flush=True)
         else:
             todo.append(paper_id)
-    failed = []
     if jobs > 1 and len(todo) > 1:
         print(f"reproduce: {len(todo)} papers, {jobs} at a time, longest first", flush=True)
         failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)
     else:
-        for number, paper_id in enumerate(todo, start=1):
-            print(f"[{number}/{len(todo)}] {paper_id}: running {experiments.paper(paper_id).notebook} "
-                  f"on profile {profile!r}", flush=True)
-            paper_started = time.perf_counter()
-            run_paper(paper_id, profile)
-            print(f"[{number}/{len(todo)}] {paper_id}: done in {time.perf_counter() - paper_started:.0f} s",
-                  flush=True)
+        failed = run_in_turn(todo, profile)
     summary = build_summary(profile)
     counts = claim_counts(profile)
     print(f"reproduce: {time.perf_counter() - started:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
@@ -166,13 +288,28 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
         raise SystemExit(f"error: {', '.join(failed)} failed (see their output above); rerun to retry them")
 
 
-def parse_papers(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()] if text else list(experiments.PAPERS)
+def parse_papers(text: str | None) -> list[str]:
+    """The papers named in `text` (comma-separated, each once, in order); every paper when `text` is None."""
+    if text is None:
+        return list(experiments.PAPERS)
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise SystemExit(f"error: {text!r} names no paper; give comma-separated ids from "
+                         f"{', '.join(experiments.PAPERS)}")
     unknown = [name for name in names if name not in experiments.PAPERS]
     if unknown:
         raise SystemExit(f"error: unknown paper {', '.join(map(repr, unknown))}; "
                          f"choose from {', '.join(experiments.PAPERS)}")
     return names
+
+
+def check_profile(paper_ids: list[str], profile: str) -> None:
+    """Stop before anything is written when a paper lacks the profile (a mistyped name would create a folder)."""
+    for paper_id in paper_ids:
+        try:
+            experiments.check_profile(paper_id, profile)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("run", help="run one paper's notebook")
     run.add_argument("paper")
     repro = commands.add_parser("reproduce", help="run every paper not yet done, then build the summary")
-    repro.add_argument("--papers", default="", help="comma-separated paper ids (default: all)")
+    repro.add_argument("--papers", help="comma-separated paper ids (default: all)")
     repro.add_argument("--force", action="store_true", help="rerun papers that are already done")
     repro.add_argument("--jobs", type=int, default=1,
                        help="papers run at once, each in its own process with cores / jobs threads (default 1)")
@@ -190,7 +327,14 @@ def main(argv: list[str] | None = None) -> None:
     for sub in (run, repro, report):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
+    try:
+        dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted: rerun to resume (finished papers and cached runs are kept)", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED) from None
 
+
+def dispatch(args: argparse.Namespace) -> None:
     if args.command == "list":
         width = max(len(paper_id) for paper_id in experiments.PAPERS)
         for paper in experiments.PAPERS.values():
@@ -198,16 +342,16 @@ def main(argv: list[str] | None = None) -> None:
                   f"profiles: {', '.join(experiments.profiles(paper.id))}")
         return
     if args.command == "report":
+        check_profile(list(experiments.PAPERS), args.profile)
         print(build_summary(args.profile))
         return
     papers = parse_papers(args.paper if args.command == "run" else args.papers)
-    for paper_id in papers:
-        try:
-            experiments.check_profile(paper_id, args.profile)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None
+    check_profile(papers, args.profile)
     if args.command == "run":
-        run_paper(papers[0], args.profile)
+        try:
+            run_paper(papers[0], args.profile)
+        except PaperFailed as error:
+            raise SystemExit(f"error: {error}") from None
         print(f"{papers[0]}: results in {executed_notebook(papers[0], args.profile).parent}")
     else:
         if args.jobs < 1:

@@ -1,8 +1,16 @@
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from kdrepro import cli, experiments
+from kdrepro.results import publish_directory
 
 
 def test_list_names_every_paper_and_its_profiles(capsys):
@@ -21,37 +29,44 @@ def test_an_unknown_profile_lists_the_valid_ones():
         cli.main(["reproduce", "--profile", "gpu"])
 
 
-def fake_papermill(monkeypatch, calls, fail=False):
+PAPER_OF_NOTEBOOK = {paper.notebook: paper.id for paper in experiments.PAPERS.values()}
+
+
+def fake_papermill(monkeypatch, calls, raises=None):
+    """papermill as far as the runner sees it: the executed copy written, the paper's results published as
+    Experiment.save does (unless `raises` says what the notebook of a paper raises instead)."""
     import papermill
 
-    papers = {paper.notebook: paper.id for paper in experiments.PAPERS.values()}
-
     def execute_notebook(source, output, parameters, **kwargs):
+        paper_id = PAPER_OF_NOTEBOOK[Path(source).name]
         calls.append(parameters["profile"])
         output.write_text("{}")
-        (output.parent / papers[Path(source).name]).mkdir(exist_ok=True)  # what Experiment.save publishes
-        if fail:
-            raise KeyboardInterrupt
+        if raises and paper_id in raises:
+            raise raises[paper_id]
+        publish_directory(output.parent / paper_id, lambda folder: None)
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
 
 
 def test_reproduce_skips_papers_already_done_and_resumes_after_an_interruption(isolated, monkeypatch, capsys):
     calls = []
-    fake_papermill(monkeypatch, calls, fail=True)
-    with pytest.raises(KeyboardInterrupt):
+    fake_papermill(monkeypatch, calls, raises={"attention_transfer": KeyboardInterrupt()})
+    with pytest.raises(SystemExit) as interrupted:
         cli.main(["reproduce", "--profile", "smoke"])
-    assert not cli.executed_notebook("hinton_kd", "smoke").exists()  # no half-written marker
+    assert interrupted.value.code == 130
+    assert "interrupted: rerun to resume" in capsys.readouterr().err
+    assert not cli.executed_notebook("attention_transfer", "smoke").exists()  # no half-written result
 
     fake_papermill(monkeypatch, calls)
     cli.main(["reproduce", "--profile", "smoke"])
     assert all(cli.executed_notebook(paper_id, "smoke").exists() for paper_id in experiments.PAPERS)
     cli.main(["reproduce", "--profile", "smoke"])
     papers = len(experiments.PAPERS)
-    assert calls == ["smoke"] * (1 + papers)     # the interrupted one, then each paper once; the rerun skips all
+    # hinton_kd and fitnets, then attention_transfer interrupted; the rerun resumed there; the third skipped all
+    assert calls == ["smoke"] * (3 + papers - 2)
     out = capsys.readouterr().out
     assert "already done" in out and "claims reproduced; summary in" in out
     cli.main(["reproduce", "--profile", "smoke", "--force"])
-    assert len(calls) == 1 + 2 * papers
+    assert len(calls) == 3 + 2 * papers - 2
 
 
 def test_committed_results_alone_do_not_count_as_done(isolated, monkeypatch, capsys):
@@ -70,8 +85,6 @@ def test_committed_results_alone_do_not_count_as_done(isolated, monkeypatch, cap
 def test_the_done_marker_records_what_determines_the_results(isolated, monkeypatch):
     fake_papermill(monkeypatch, [])
     cli.main(["run", "rkd", "--profile", "smoke"])
-    import hashlib
-    import json
     [marker] = (isolated / "cache" / "done").iterdir()
     notebook = (cli.notebooks_dir() / "05_rkd.ipynb").read_bytes()
     assert json.loads(marker.read_text()) == {
@@ -80,7 +93,6 @@ def test_the_done_marker_records_what_determines_the_results(isolated, monkeypat
 
 
 def test_a_changed_notebook_or_package_or_an_emptied_cache_reruns_the_papers(isolated, monkeypatch):
-    import shutil
     calls = []
     fake_papermill(monkeypatch, calls)
     reproduce = ["reproduce", "--profile", "smoke", "--papers", "hinton_kd,rkd"]
@@ -117,10 +129,13 @@ def test_the_package_hash_follows_every_file_but_not_bytecode(tmp_path):
     assert cli.package_sha256(package) != before
 
 
-def test_a_notebook_that_publishes_nothing_is_an_error(isolated, monkeypatch):
+@pytest.mark.parametrize("committed", [False, True], ids=["no results yet", "committed results"])
+def test_a_notebook_that_publishes_nothing_is_an_error(isolated, monkeypatch, committed):
     import papermill
+    if committed:
+        cli.executed_notebook("hinton_kd", "smoke").parent.mkdir(parents=True)
     monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: output.write_text("{}"))
-    with pytest.raises(RuntimeError, match="without publishing results"):
+    with pytest.raises(SystemExit, match="error: 01_hinton_kd.ipynb finished without publishing results"):
         cli.main(["run", "hinton_kd", "--profile", "smoke"])
     assert not cli.executed_notebook("hinton_kd", "smoke").exists()
 
@@ -130,24 +145,37 @@ def test_the_profile_variable_is_restored_after_a_run(isolated, monkeypatch):
     fake_papermill(monkeypatch, calls)
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     cli.main(["run", "hinton_kd", "--profile", "smoke"])
-    import os
     assert calls == ["smoke"] and "KDREPRO_PROFILE" not in os.environ
 
 
-def test_a_failing_notebook_names_the_error_and_keeps_the_executed_copy(isolated, monkeypatch):
+def execution_error():
     import papermill
+    return papermill.PapermillExecutionError(3, 3, "load()", "DatasetNotFoundError",
+                                             "Fashion-MNIST not found; apt-get install dataset-fashion-mnist", [])
 
-    def execute_notebook(source, output, **kwargs):
-        output.write_text("{}")
-        raise papermill.PapermillExecutionError(3, 3, "load()", "DatasetNotFoundError",
-                                                "Fashion-MNIST not found; apt-get install dataset-fashion-mnist", [])
-    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+
+def test_a_failing_notebook_names_the_error_and_keeps_the_executed_copy(isolated, monkeypatch):
+    fake_papermill(monkeypatch, [], raises={"hinton_kd": execution_error()})
     with pytest.raises(SystemExit, match="failed in cell 3: DatasetNotFoundError: Fashion-MNIST not found") as error:
-        cli.main(["reproduce", "--profile", "smoke"])
+        cli.main(["run", "hinton_kd", "--profile", "smoke"])
     kept = str(error.value).rsplit(" ", 1)[-1]
     assert kept == str(isolated / "results" / "smoke" / ".hinton_kd.partial.ipynb")
     assert (isolated / "results" / "smoke" / ".hinton_kd.partial.ipynb").exists()
     assert not cli.executed_notebook("hinton_kd", "smoke").exists()
+
+
+def test_failing_papers_do_not_stop_the_others_and_the_summary_is_built(isolated, monkeypatch, capsys):
+    calls = []
+    fake_papermill(monkeypatch, calls, raises={"fitnets": execution_error(), "rkd": RuntimeError("Kernel died")})
+    with pytest.raises(SystemExit, match=r"^error: fitnets, rkd failed \(see their output above\)"):
+        cli.main(["reproduce", "--profile", "smoke"])
+    assert len(calls) == len(experiments.PAPERS)
+    done = {paper_id for paper_id in experiments.PAPERS if cli.is_done(paper_id, "smoke")}
+    assert done == set(experiments.PAPERS) - {"fitnets", "rkd"}
+    out = capsys.readouterr().out
+    assert "[2/8] fitnets: FAILED: 02_fitnets.ipynb failed in cell 3: DatasetNotFoundError" in out
+    assert "[5/8] rkd: FAILED: RuntimeError: Kernel died" in out
+    assert "claims reproduced; summary in" in out and (isolated / "results" / "smoke" / "README.md").exists()
 
 
 def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isolated, monkeypatch, capfd):
@@ -155,18 +183,16 @@ def test_run_executes_the_notebook_headless_and_keeps_it_beside_its_results(isol
     cli.main(["run", "hinton_kd", "--profile", "smoke"])
     assert "Kernel is running over TCP" not in capfd.readouterr().err  # it talks to the kernel over Unix sockets
     folder = isolated / "results" / "smoke" / "hinton_kd"
-    import json
     executed = json.loads((folder / "notebook.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
     published = {p.name for p in folder.iterdir()}
     assert {"README.md", "claims.json", "provenance.json", "table.csv", "runs.csv"} <= published
     assert all(v["verdict"] == "not evaluated" for v in json.loads((folder / "claims.json").read_text()))
+    assert cli.is_done("hinton_kd", "smoke") and not (folder.parent / ".hinton_kd.kernel").exists()
 
 
 def test_parallel_reproduce_runs_papers_at_once_prefixes_their_output_and_reports_failures(isolated, monkeypatch,
                                                                                             capsys):
-    import os
-    import sys
 
     def paper_command(paper_id, profile):
         folder = isolated / "results" / profile / paper_id
@@ -190,3 +216,62 @@ def test_parallel_reproduce_runs_papers_at_once_prefixes_their_output_and_report
 def test_jobs_must_be_positive():
     with pytest.raises(SystemExit, match="--jobs must be at least 1, got 0"):
         cli.main(["reproduce", "--profile", "smoke", "--jobs", "0"])
+
+
+def test_a_paper_named_twice_runs_once(isolated, monkeypatch):
+    calls = []
+    fake_papermill(monkeypatch, calls)
+    cli.main(["reproduce", "--profile", "smoke", "--papers", "rkd,rkd"])
+    assert calls == ["smoke"]
+    assert cli.parse_papers("rkd, hinton_kd,rkd") == ["rkd", "hinton_kd"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "--profile", "smoke", "--papers", ","], "error: ',' names no paper; give comma-separated ids"),
+    (["reproduce", "--profile", "smoke", "--papers", ""], "error: '' names no paper"),
+    (["report", "--profile", "nonsense"], "error: unknown profile 'nonsense' for hinton_kd; choose one of smoke"),
+])
+def test_a_command_that_names_nothing_valid_stops_before_writing_anything(isolated, argv, message):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(argv)
+    assert not (isolated / "results").exists() and not (isolated / "cache").exists()
+
+
+def test_a_paper_running_elsewhere_is_named_with_its_pid_and_left_alone(isolated, monkeypatch, capsys):
+    calls = []
+    fake_papermill(monkeypatch, calls)
+    with cli.results_lock("rkd", "smoke"):  # another run's lock: a second open file, as another process has
+        with pytest.raises(SystemExit, match=f"error: rkd is already running \\(pid {os.getpid()}\\) on profile"):
+            cli.main(["run", "rkd", "--profile", "smoke"])
+        with pytest.raises(SystemExit, match="error: rkd failed"):
+            cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd,rkd"])
+    assert calls == ["smoke"]                                      # hinton_kd's; rkd's notebook never started
+    assert f"[2/2] rkd: FAILED: rkd is already running (pid {os.getpid()})" in capsys.readouterr().out
+    cli.main(["run", "rkd", "--profile", "smoke"])
+    assert calls == ["smoke", "smoke"]
+
+
+def test_the_lock_of_a_killed_run_does_not_block_the_next(isolated, monkeypatch):
+    lock = isolated / "results" / "smoke" / ".rkd.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; lock = open(sys.argv[1], 'a+'); "
+                               "fcntl.flock(lock, fcntl.LOCK_EX); lock.write(str(os.getpid())); lock.flush(); "
+                               "print('locked', flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    fake_papermill(monkeypatch, [])
+    with pytest.raises(SystemExit, match=f"already running \\(pid {holder.pid}\\)"):
+        cli.main(["run", "rkd", "--profile", "smoke"])
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    holder.stdout.close()
+    cli.main(["run", "rkd", "--profile", "smoke"])
+    assert cli.is_done("rkd", "smoke") and lock.read_text() == str(os.getpid())
+
+
+def test_the_kernel_talks_over_sockets_in_the_run_folder_unless_its_path_is_too_long(tmp_path):
+    short = cli.local_kernel(tmp_path / ".rkd.kernel")["KernelManager"]
+    assert short == {"connection_file": str(tmp_path / ".rkd.kernel" / "kernel.json"), "transport": "ipc",
+                     "ip": str(tmp_path / ".rkd.kernel" / "ipc")}
+    deep = Path("/") / ("d" * 90) / ".rkd.kernel"                  # 110 bytes to ipc-5: beyond macOS's 103
+    assert cli.local_kernel(deep)["KernelManager"] == {"connection_file": str(deep / "kernel.json")}  # TCP
