@@ -133,7 +133,7 @@ class Arm:
             parts.append(f"teacher {self.teacher.name}")
         if self.rows != Rows():
             parts.append(_call(self.rows))
-        return "; ".join(parts) + f"; {self.recipe.epochs} epochs, seed {self.seed}"
+        return "; ".join(parts) + f"; {self.recipe.epochs} epochs"
 
 
 def spec_key(value: Any) -> Any:

@@ -83,7 +83,6 @@ class Experiment:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so
         before, recorded as the arm's row. The measure is a spec too, so it is part of the key."""
         key = {**self.model_key(arm, data), "measure": spec_key(measure)}
-        print(arm.describe(), flush=True)
         result = self.cache.record(f"{self.paper.id}-seed{arm.seed}", key,
                                    lambda: measure(self.train(arm, data), data))
         self.record(arm.name, arm.seed, result)
@@ -103,6 +102,15 @@ class Experiment:
         result = self.cache.record(f"{self.paper.id}-seed{seed}", key, compute)
         self.record(arm, seed, result)
         return result
+
+    def run_arms(self, arms: list[Arm], data: Data, measure: Measure) -> None:
+        """Each arm at every seed of the profile, its wiring printed first. Seeds outermost: a seed's teacher
+        serves all of that seed's students before the next seed's is trained."""
+        for arm in arms:
+            print(arm.describe())
+        for seed in self.protocol.seeds:
+            for arm in arms:
+                self.run(arm.at(seed), data, measure)
 
     def record(self, arm: str, seed: int, metrics: dict[str, Any]) -> None:
         """Add (or replace, when a cell runs again) the row of one arm at one seed."""

@@ -5,14 +5,14 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import torch
 from conftest import write_mnist_format
 from tiny_profiles import use_paper_profile
 
-from kdrepro.claims import Alike
 from kdrepro.experiment import Experiment, resolve_profile
 from kdrepro.experiments import hinton_kd
+from kdrepro.measures import BiasCorrected
 from kdrepro.report import build_summary
-from kdrepro.train import Recipe
 
 
 @pytest.fixture
@@ -21,42 +21,34 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     paper = hinton_kd.PROFILES["paper"]
     tiny = replace(paper, train_size=200, val_size=100, seeds=(0, 1), teacher_hidden=(32, 32), student_hidden=(16, 16),
                    small_hidden=(4, 4), teacher_recipe=replace(paper.teacher_recipe, epochs=2),
-                   student_recipe=replace(paper.student_recipe, epochs=2), sweep_temperatures=(1.0, 20.0),
+                   student_recipe=replace(paper.student_recipe, epochs=2), sweep_temperatures=(1.0, 3.0, 8.0, 20.0),
                    small_fraction=0.1)
     return use_paper_profile(monkeypatch, hinton_kd, tiny)
 
 
-def run_every_arm(exp: Experiment) -> hinton_kd.HintonKD:
+def run_every_arm(exp: Experiment) -> hinton_kd.Data:
     p = exp.protocol
-    run = hinton_kd.HintonKD(exp, hinton_kd.load(p))
-    small_set = run.subset(p.small_fraction)
-    for seed in p.seeds:
-        run.teacher_arm(seed)
-        run.student_arm("student", seed)
-        run.student_arm("kd", seed, temperature=p.temperature)
-        run.student_arm("small_student", seed, small=True)
-        for t in p.sweep_temperatures:
-            run.student_arm(f"kd_T{t:g}", seed, temperature=t)
-            run.student_arm(f"small_kd_T{t:g}", seed, small=True, temperature=t)
-        run.omitted_class_arms(seed)
-        run.student_arm("hard_small", seed, transfer=small_set)
-        run.student_arm("soft_small", seed, transfer=small_set, temperature=p.temperature)
-    return run
+    data = hinton_kd.load(p)
+    arms, measure = hinton_kd.arms(p), hinton_kd.measure(p)
+    exp.run_arms([arm for name, arm in arms.items() if name != "kd_omit_bias"], data, measure)
+    exp.run_arms([arms["kd_omit_bias"]], data, BiasCorrected(p.omitted_class))
+    return data
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment(hinton_kd, "paper")
-    run = run_every_arm(exp)
-    assert run.data.name == "mnist" and run.data.input_shape == (1, 28, 28)
+    data = run_every_arm(exp)
+    assert data.name == "mnist" and data.input_shape == (1, 28, 28)
     runs = exp.runs
     assert set(runs.groupby("arm")["seed"].count()) == {2}
     assert runs["test_error"].between(0, 1).all()
     hard = runs[runs["arm"] == "scratch_omit"]
     assert (hard["omitted_error"] == 1.0).all()  # labels without the class can never teach it
     table = hinton_kd.results_table(runs, exp.protocol, "3")
-    claims = [c for c in hinton_kd.CLAIMS if not isinstance(c, Alike) and {c.better, c.worse} <= set(runs["arm"])]
+    claims = [c for c in hinton_kd.CLAIMS if set(c.arms()) <= set(runs["arm"])]
+    teacher = exp.train(hinton_kd.arms(exp.protocol)["teacher"], data)
     figures = {"temperature_sweep": hinton_kd.plot_temperature_sweep(runs, exp.protocol),
-               "soft_targets": hinton_kd.plot_soft_targets(run.teacher(0), run.data, label=3)}
+               "soft_targets": hinton_kd.plot_soft_targets(teacher, data, label=3)}
     folder = exp.save(table, exp.judge(claims), figures, notes=hinton_kd.DEPARTURES)
     assert folder == isolated / "results" / "paper" / "hinton_kd"
     assert {"README.md", "runs.csv", "table.csv", "claims.json", "provenance.json", "figures"} <= {
@@ -70,43 +62,37 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 
 def test_a_second_run_is_served_from_the_cache(tiny_paper_profile, isolated):
     first = Experiment(hinton_kd, "paper")
-    run = hinton_kd.HintonKD(first, hinton_kd.load(first.protocol))
-    a = run.student_arm("kd", 0, temperature=20.0)
-    trained = list((isolated / "cache" / "models").iterdir())
+    data = hinton_kd.load(first.protocol)
+    kd = hinton_kd.arms(first.protocol)["kd"]
+    a = first.run(kd, data, hinton_kd.measure(first.protocol))
+    trained = sorted((isolated / "cache" / "models").iterdir())
+    assert len(trained) == 2  # the teacher and the student
     second = Experiment(hinton_kd, "paper")
-    b = hinton_kd.HintonKD(second, run.data).student_arm("kd", 0, temperature=20.0)
-    assert a == b and list((isolated / "cache" / "models").iterdir()) == trained
+    b = second.run(kd, data, hinton_kd.measure(second.protocol))
+    assert a == b and sorted((isolated / "cache" / "models").iterdir()) == trained
 
 
-def test_the_omitted_class_bias_is_chosen_on_validation_only(tiny_paper_profile, isolated, monkeypatch):
+def test_arms_with_one_configuration_train_once(tiny_paper_profile, isolated):
+    """The main KD arm and the sweep's point at the same temperature are one computation, whatever their names."""
     exp = Experiment(hinton_kd, "paper")
-    run = hinton_kd.HintonKD(exp, hinton_kd.load(exp.protocol))
-    seen = []
-    original = hinton_kd.classification_metrics
-
-    def spy(logits, labels):
-        seen.append(labels.data_ptr())
-        return original(logits, labels)
-
-    monkeypatch.setattr(hinton_kd, "classification_metrics", spy)
-    run._bias_corrected(hinton_kd.mlp((1, 28, 28), (4,), 10))
-    choices = seen[:-2]  # the last two calls measure the chosen shift on the test set
-    assert len(choices) == 151 and set(choices) == {run.data.val.y.data_ptr()}
-    assert seen[-2] == run.data.test.y.data_ptr()
+    data = hinton_kd.load(exp.protocol)
+    arms = hinton_kd.arms(exp.protocol)
+    assert arms["kd"].key() == arms["kd_T20"].key()
+    assert exp.train(arms["kd"], data) is exp.train(arms["kd_T20"], data)
 
 
 def test_profile_resolution_prefers_the_environment_and_rejects_unknown_names(monkeypatch):
     monkeypatch.setenv("KDREPRO_PROFILE", "smoke")
-    assert resolve_profile("hinton_kd", "cpu") == "smoke"
+    assert resolve_profile(hinton_kd, "cpu") == "smoke"
     monkeypatch.setenv("KDREPRO_PROFILE", "huge")
     with pytest.raises(ValueError, match="unknown profile 'huge' for hinton_kd; choose one of smoke, cpu, paper"):
-        resolve_profile("hinton_kd", "cpu")
+        resolve_profile(hinton_kd, "cpu")
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    arms = set(hinton_kd.arm_descriptions(hinton_kd.PROFILES["cpu"], "Dress"))
-    named = [(c.first, c.second) if isinstance(c, Alike) else (c.better, c.worse) for c in hinton_kd.CLAIMS]
-    assert all(a in arms and b in arms for a, b in named)
+    arms = set(hinton_kd.arms(hinton_kd.PROFILES["cpu"]))
+    assert set(hinton_kd.arm_descriptions(hinton_kd.PROFILES["cpu"], "Dress")) == arms
+    assert all(set(claim.arms()) <= arms for claim in hinton_kd.CLAIMS)
 
 
 def test_device_resolution(monkeypatch):
@@ -124,8 +110,12 @@ def test_device_resolution(monkeypatch):
             resolve_device("cuda")
 
 
-def test_same_steps_gives_a_small_transfer_set_the_full_sets_number_of_steps():
-    recipe = Recipe(epochs=40, batch_size=128)
-    assert hinton_kd.same_steps(recipe, 5000, 5000).epochs == 40        # 40 batches an epoch
-    assert hinton_kd.same_steps(recipe, 5000, 150).epochs == 800        # 2 batches an epoch: 1,600 steps
-    assert hinton_kd.same_steps(recipe, 5000, 4500).epochs == 44        # 36 batches: 1,584 steps, the nearest
+def test_every_student_gets_the_same_steps_and_the_small_transfer_set_is_drawn_per_seed():
+    p = hinton_kd.PROFILES["cpu"]
+    arms = hinton_kd.arms(p)
+    assert {arm.recipe for name, arm in arms.items() if name != "teacher"} == {p.student_recipe}
+    assert all(arm.rows.same_steps for arm in arms.values())
+    labels = torch.arange(5000) % 10
+    first, second = (arms["soft_small"].rows.select(labels, seed) for seed in (0, 1))
+    assert len(first) == len(second) == 150 and not torch.equal(first, second)
+    assert torch.equal(first, arms["hard_small"].rows.select(labels, 0))  # paired: one draw per seed for both arms

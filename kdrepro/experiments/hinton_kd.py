@@ -5,24 +5,23 @@ Response-based, offline: a regularised teacher's softened outputs train an unreg
 
 from __future__ import annotations
 
-import hashlib
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.arms import Arm, Net, Rows
 from kdrepro.claims import Alike, Claim, Precondition, Recovers
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
 from kdrepro.losses.response import soft_targets
-from kdrepro.models import count_parameters, mlp
+from kdrepro.measures import BiasCorrected, Measure, OmittedClass  # noqa: F401  (the notebook measures with them)
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.paper import Paper
 from kdrepro.plots import plot_arms  # noqa: F401  (the notebook draws its arms with it)
-from kdrepro.schemes import ResponseDistillation, teacher_logits
-from kdrepro.train import CrossEntropy, Recipe, classification_metrics, evaluate, fit, predict_logits
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe, predict_logits
 
 PAPER = Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
               "01_hinton_kd.ipynb", transferred="response", scheme="offline")
@@ -102,127 +101,42 @@ def load(protocol: Protocol) -> Data:
                      download=protocol.download)
 
 
-class HintonKD:
-    """The arms of the paper's section 3, each trained with the same student recipe and seed-paired."""
-
-    def __init__(self, experiment: Experiment, data: Data):
-        self.exp, self.protocol = experiment, experiment.protocol
-        self.data = data.to(experiment.device)
-        self._teacher_logits: dict[int, Tensor] = {}
-        self.data_key = data.key()
-
-    def _build(self, hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0):
-        return mlp(self.data.input_shape, hidden, self.data.num_classes, dropout, input_dropout).to(self.exp.device)
-
-    def teacher(self, seed: int):
-        p = self.protocol
-
-        def build():
-            torch.manual_seed(seed)
-            return self._build(p.teacher_hidden, p.teacher_dropout, p.teacher_input_dropout)
-
-        def train(model):
-            fit(model, CrossEntropy(), self.data.train, p.teacher_recipe, seed=seed, name=f"teacher seed {seed}")
-
-        return self.exp.model("mlp-teacher", self._teacher_config(seed), build, train)
-
-    def teacher_arm(self, seed: int) -> dict:
-        def compute():
-            teacher = self.teacher(seed)
-            return {**self._metrics(predict_logits(teacher, self.data.test.x)),
-                    "parameters": count_parameters(teacher)}
-        return self.exp.run_config("teacher", seed, self._teacher_config(seed), compute)
-
-    def student_arm(self, arm: str, seed: int, *, small: bool = False, temperature: float | None = None,
-                    transfer: Tensor | None = None, bias_correction: bool = False) -> dict:
-        """A student trained on hard labels (temperature None) or distilled at `temperature`, on the transfer
-        set `transfer` (rows of the training split; default all). Every student gets the same number of steps.
-        With `bias_correction`, the metrics after raising the omitted class's bias are added."""
-        p = self.protocol
-        hidden = p.small_hidden if small else p.student_hidden
-        rows = torch.arange(len(self.data.train)) if transfer is None else transfer
-        recipe = same_steps(p.student_recipe, len(self.data.train), len(rows))
-        config = {"data": self.data_key, "hidden": hidden, "recipe": asdict(recipe), "temperature": temperature,
-                  "hard_weight": p.hard_weight, "transfer": _rows_digest(rows),
-                  "teacher": self._teacher_config(seed) if temperature else None, "bias_correction": bias_correction}
-
-        def compute():
-            torch.manual_seed(seed)
-            model = self._build(hidden)
-            if temperature is None:
-                objective = CrossEntropy()
-            else:
-                objective = ResponseDistillation(self.soft_targets(seed)[rows], temperature, p.hard_weight)
-            fit(model, objective, self.data.train.subset(rows), recipe, seed=seed, name=f"{arm} seed {seed}")
-            result = {**self._metrics(predict_logits(model, self.data.test.x)), "parameters": count_parameters(model),
-                      "val_error": evaluate(model, self.data.val)["error"]}
-            if bias_correction:
-                result.update(self._bias_corrected(model))
-            return result
-
-        return self.exp.run_config(arm, seed, config, compute)
-
-    def omitted_class_arms(self, seed: int) -> None:
-        """Students on a transfer set without one class: hard labels, distilled, and distilled with the bias fix."""
-        p = self.protocol
-        transfer = (self.data.train.y != p.omitted_class).nonzero(as_tuple=True)[0]
-        self.student_arm("scratch_omit", seed, transfer=transfer)
-        distilled = self.student_arm("kd_omit", seed, transfer=transfer, temperature=p.temperature,
-                                     bias_correction=True)
-        self.exp.record("kd_omit_bias", seed, {k.removeprefix("corrected_"): v for k, v in distilled.items()
-                                                if k.startswith("corrected_") or k == "bias_shift"})
-
-    def soft_targets(self, seed: int) -> Tensor:
-        """The teacher's logits on the training split, computed once per teacher: the inputs never change."""
-        if seed not in self._teacher_logits:
-            self._teacher_logits[seed] = teacher_logits(self.teacher(seed), self.data.train.x)
-        return self._teacher_logits[seed]
-
-    def subset(self, fraction: float) -> Tensor:
-        """A fixed random `fraction` of the training rows: part of the protocol, the same for every arm and seed."""
-        order = torch.randperm(len(self.data.train), generator=torch.Generator().manual_seed(1234))
-        return order[: max(1, round(fraction * len(order)))].sort().values
-
-    def _teacher_config(self, seed: int) -> dict:
-        p = self.protocol
-        return {"data": self.data_key, "hidden": p.teacher_hidden, "recipe": asdict(p.teacher_recipe), "seed": seed,
-                "dropout": p.teacher_dropout, "input_dropout": p.teacher_input_dropout}
-
-    def _metrics(self, logits: Tensor) -> dict:
-        """Test error overall and on the omitted class of the dark-knowledge experiment."""
-        omitted = self.data.test.y == self.protocol.omitted_class
-        overall = classification_metrics(logits, self.data.test.y)
-        on_class = classification_metrics(logits[omitted], self.data.test.y[omitted])
-        return {"test_error": overall["error"], "test_errors": overall["errors"],
-                "omitted_error": on_class["error"], "omitted_errors": on_class["errors"]}
-
-    def _bias_corrected(self, model) -> dict:
-        """The paper's fix for a class never seen in the transfer set: raise its output bias. The shift is the
-        one (on a 0.1 grid up to 15) with the fewest validation errors; the test set only measures it."""
-        c = self.protocol.omitted_class
-        val_logits, test_logits = predict_logits(model, self.data.val.x), predict_logits(model, self.data.test.x)
-        shifts = torch.arange(0, 15.01, 0.1)
-        errors = [classification_metrics(_shift(val_logits, c, float(s)), self.data.val.y)["errors"] for s in shifts]
-        best = float(shifts[min(range(len(shifts)), key=errors.__getitem__)])
-        corrected = self._metrics(_shift(test_logits, c, best))
-        return {"bias_shift": round(best, 1), **{f"corrected_{k}": v for k, v in corrected.items()}}
+def mlp_net(hidden: tuple[int, ...], init: str, dropout: float = 0.0, input_dropout: float = 0.0) -> Net:
+    return Net({"family": "mlp", "hidden": list(hidden), "dropout": dropout, "input_dropout": input_dropout}, init)
 
 
-def same_steps(recipe: Recipe, full_size: int, transfer_size: int) -> Recipe:
-    """The recipe with as many epochs as it takes a `transfer_size` set to get the optimisation steps that
-    `recipe` gives a `full_size` set: every arm of a comparison gets the same budget."""
-    steps = recipe.epochs * math.ceil(full_size / recipe.batch_size)
-    return replace(recipe, epochs=max(1, round(steps / math.ceil(transfer_size / recipe.batch_size))))
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm of section 3, at seed 0 (`Arm.at` moves one to another seed). Each seed trains its own teacher,
+    and that seed's students learn from it; students of one size share their initial weights and batch order,
+    and every student gets the same number of optimisation steps (`Rows.same_steps`), whatever its transfer set."""
+    teacher = Arm("teacher", mlp_net(p.teacher_hidden, "teacher", p.teacher_dropout, p.teacher_input_dropout),
+                  CrossEntropy(), p.teacher_recipe)
+    large, small = mlp_net(p.student_hidden, "student"), mlp_net(p.small_hidden, "small student")
+    without_class, small_set = Rows(without_class=p.omitted_class), Rows(fraction=p.small_fraction)
+
+    def hard(name: str, net: Net, rows: Rows = Rows()) -> Arm:
+        return Arm(name, net, CrossEntropy(), p.student_recipe, rows=rows)
+
+    def soft(name: str, net: Net, temperature: float, rows: Rows = Rows()) -> Arm:
+        return Arm(name, net, ResponseKD(temperature, p.hard_weight), p.student_recipe, teacher, rows)
+
+    return {
+        "teacher": teacher, "student": hard("student", large), "kd": soft("kd", large, p.temperature),
+        "small_student": hard("small_student", small),
+        **{f"kd_T{t:g}": soft(f"kd_T{t:g}", large, t) for t in p.sweep_temperatures},
+        **{f"small_kd_T{t:g}": soft(f"small_kd_T{t:g}", small, t) for t in p.sweep_temperatures},
+        "scratch_omit": hard("scratch_omit", large, without_class),
+        "kd_omit": soft("kd_omit", large, p.temperature, without_class),
+        # the same model as kd_omit, measured after raising the omitted class's bias
+        "kd_omit_bias": soft("kd_omit_bias", large, p.temperature, without_class),
+        "hard_small": hard("hard_small", large, small_set),
+        "soft_small": soft("soft_small", large, p.temperature, small_set),
+    }
 
 
-def _shift(logits: Tensor, column: int, amount: float) -> Tensor:
-    shifted = logits.clone()
-    shifted[:, column] += amount
-    return shifted
-
-
-def _rows_digest(rows: Tensor) -> str:
-    return f"{len(rows)}:{hashlib.sha256(rows.cpu().numpy().tobytes()).hexdigest()[:16]}"
+def measure(p: Protocol) -> Measure:
+    """Every arm's reading: test error overall and on the omitted class (kd_omit_bias: `BiasCorrected`)."""
+    return OmittedClass(p.omitted_class)
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
