@@ -53,6 +53,7 @@ DEFAULT_LEAD = SESOI_FRACTION * DEFAULT_RELATIVE_EFFECT  # a precondition's lead
 CHANCE_ERROR = 0.9             # guessing among 10 classes; every classification task here has 10 or more
 CHANCE_TOLERANCE = 0.05        # an error this close to chance is a run that learned nothing
 MAX_SEEDS = 1000               # seeds_needed searches up to here
+NEAR_THRESHOLD = 1.25          # a p within this factor of ALPHA, or a bound within 25% of the SESOI, is flagged
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ class Claim:
         relative, reason = paper_relative_effect(self.paper, self.lower_is_better, self.source)
         return SESOI_FRACTION * relative * abs(values["compared"].mean()), reason
 
+    def p_value(self, gains: np.ndarray) -> float:
+        return one_sided_p(gains, null=-self.margin)
+
+    def effect_to_detect(self, sesoi: float) -> float:
+        """What a seed count must see: the SESOI beyond H0; with a margin, a true gain of 0, margin beyond H0."""
+        return self.margin or sesoi
+
+    def notes(self, values: pd.DataFrame) -> list[str]:
+        return []
+
 
 @dataclass(frozen=True)
 class Recovers:
@@ -177,6 +188,17 @@ class Recovers:
                 f"half the paper's {self.paper_share:.0%} - {self.share:.0%} = {beyond:.0%} of the accuracy lost "
                 f"({self.source}), on ours")
 
+    def p_value(self, gains: np.ndarray) -> float:
+        return one_sided_p(gains)
+
+    def effect_to_detect(self, sesoi: float) -> float:
+        return sesoi
+
+    def notes(self, values: pd.DataFrame) -> list[str]:
+        share = (values["lost_from"] - values["arm"]).mean() / values["lost"].mean()
+        lost = points(abs(values["lost"].mean()), self.metric, sign=False)
+        return [f"recovers {share:.0%} of the {lost} points lost (the claim: more than {self.share:.0%})"]
+
 
 @dataclass(frozen=True)
 class Alike:
@@ -206,6 +228,16 @@ class Alike:
 
     def sesoi(self, values: pd.DataFrame) -> tuple[float, str]:
         return self.margin, f"the claim's margin: a difference within ±{points(self.margin, self.metric, False)}"
+
+    def p_value(self, differences: np.ndarray) -> float:
+        """TOST: both one-sided tests, -margin < difference and difference < margin, must reject; p the larger."""
+        return max(one_sided_p(self.margin - differences), one_sided_p(self.margin + differences))
+
+    def effect_to_detect(self, sesoi: float) -> float:
+        return self.margin
+
+    def notes(self, values: pd.DataFrame) -> list[str]:
+        return []
 
 
 AnyClaim = Claim | Recovers | Alike
@@ -260,7 +292,7 @@ def gains_in_favour(values: pd.DataFrame, claim: AnyClaim) -> np.ndarray:
 
 def one_sided_p(gains: np.ndarray, null: float = 0.0) -> float:
     """P(a mean gain this large | true mean gain = null), paired t-test, n - 1 degrees of freedom."""
-    if np.std(gains) == 0:  # identical gains: the t statistic is infinite (or undefined at the null)
+    if np.ptp(gains) == 0:  # identical gains: the t statistic is infinite (or undefined at the null)
         return 0.0 if gains.mean() > null else 1.0
     return float(stats.ttest_1samp(gains, null, alternative="greater").pvalue)
 
@@ -391,26 +423,16 @@ def measure(claim: AnyClaim, runs: pd.DataFrame) -> Verdict:
     n = len(gains)
     sd = float(np.std(gains, ddof=1)) if n >= 2 else math.nan
     sesoi, reason = claim.sesoi(values)
-    alike = isinstance(claim, Alike)
-    if n < 2:
-        p, (lower, upper), mde = math.nan, (math.nan, math.nan), math.nan
-    elif alike:
-        p = max(one_sided_p(claim.margin - gains), one_sided_p(claim.margin + gains))
-        (lower, upper), mde = one_sided_bounds(gains), equivalence_mde(sd, n)
-    else:
-        null = -claim.margin if isinstance(claim, Claim) else 0.0
-        p, (lower, upper), mde = one_sided_p(gains, null), one_sided_bounds(gains), minimum_detectable_effect(sd, n)
-    # the effect a seed count must be able to see: the SESOI beyond H0, or a true gain of 0 for a margin claim
-    target = claim.margin if alike or getattr(claim, "margin", 0) else sesoi
+    mde = equivalence_mde if claim.kind == "alike" else minimum_detectable_effect
+    p, (lower, upper) = (claim.p_value(gains), one_sided_bounds(gains)) if n >= 2 else (math.nan, (math.nan, math.nan))
     notes = [f"diverged, kept in the test: {run}" for run in diverged_runs(runs, claim.arms())]
-    if isinstance(claim, Recovers) and n:
-        share = float((values["lost_from"] - values["arm"]).mean() / values["lost"].mean())
-        notes.append(f"recovers {share:.0%} of the {abs(values['lost'].mean()) * metric(claim.metric).scale:.2f} "
-                     f"points lost (the claim: more than {claim.share:.0%})")
     return Verdict(claim.statement, claim.kind, claim.arm, claim.compared_with, claim.metric, "",
-                   float(values["arm"].mean()), float(values["compared"].mean()), float(gains.mean()) if n else math.nan,
-                   lower, upper, float(sesoi), reason, mde, seeds_needed(sd, target, alike), p, math.nan, n,
-                   [check_precondition(pre, claim, runs) for pre in claim.preconditions], notes)
+                   float(values["arm"].mean()), float(values["compared"].mean()),
+                   float(gains.mean()) if n else math.nan,
+                   lower, upper, float(sesoi), reason, mde(sd, n),
+                   seeds_needed(sd, claim.effect_to_detect(sesoi), alike=claim.kind == "alike"), p, math.nan, n,
+                   [check_precondition(pre, claim, runs) for pre in claim.preconditions],
+                   notes + (claim.notes(values) if n else []))
 
 
 def refuted(v: Verdict) -> bool:
@@ -440,10 +462,22 @@ def judge_all(claims: list[AnyClaim], runs: pd.DataFrame, evaluated: bool = True
     for i, v in enumerate(measured):
         v = replace(v, p_adjusted=adjusted.get(i, math.nan))
         verdict = decide(v) if evaluated else NOT_EVALUATED
-        if verdict == REPRODUCED and v.kind in ("beats", "recovers") and v.gain_upper_bound < v.sesoi:
-            v.notes.append("the effect is smaller than the SESOI: the direction holds, the size does not")
-        verdicts.append(replace(v, verdict=verdict))
+        verdicts.append(replace(v, verdict=verdict, notes=v.notes + qualifications(v, verdict)))
     return verdicts
+
+
+def qualifications(v: Verdict, verdict: str) -> list[str]:
+    """What the verdict alone does not say: a reproduced effect smaller than the SESOI, and a verdict that sits on
+    one of its thresholds, which a rerun on other hardware may cross."""
+    notes = []
+    if verdict == REPRODUCED and v.kind in ("beats", "recovers") and v.gain_upper_bound < v.sesoi:
+        notes.append("the effect is smaller than the SESOI: the direction holds, the size does not")
+    if verdict in (REPRODUCED, INCONCLUSIVE) and ALPHA / NEAR_THRESHOLD <= v.p_adjusted <= ALPHA * NEAR_THRESHOLD:
+        notes.append(f"on a threshold: the adjusted p is within a factor {NEAR_THRESHOLD:g} of {ALPHA:g}")
+    if verdict in (NOT_REPRODUCED, INCONCLUSIVE) and v.kind != "alike" and \
+            abs(v.gain_upper_bound - v.sesoi) <= (NEAR_THRESHOLD - 1) * abs(v.sesoi):
+        notes.append(f"on a threshold: the upper bound is within {NEAR_THRESHOLD - 1:.0%} of the SESOI")
+    return notes
 
 
 def judge(claim: AnyClaim, runs: pd.DataFrame, evaluated: bool = True) -> Verdict:
@@ -494,6 +528,9 @@ def verdict_rows(verdicts: list[Verdict]) -> list[dict[str, object]]:
 
 
 def seeds_sentence(v: Verdict, effect: str) -> str:
+    if v.seeds_needed is not None and v.seeds_needed <= v.seeds:
+        return (f"that is already within {effect}, so more seeds would mostly confirm a true gain smaller than the "
+                f"one that mattered")
     if v.seeds_needed is None:
         return (f"more than {MAX_SEEDS:,} seeds would be needed at this spread, so a less noisy protocol, not more "
                 f"seeds, would decide it")
@@ -502,25 +539,40 @@ def seeds_sentence(v: Verdict, effect: str) -> str:
 
 def discussion_item(v: Verdict) -> str:
     """Two sentences on a claim that did not reproduce: the evidence, and what would change it."""
-    m, unit = metric(v.metric), metric(v.metric).points
+    unit = metric(v.metric).points
     gain = f"{'difference' if v.kind == 'alike' else 'gain'} {gain_cell(v)} ({unit})"
     if v.verdict == NOT_TESTABLE:
         failed = [o for o in v.preconditions if not o["passed"]]
         return (f"**{v.statement}**: not testable here: {'; '.join(precondition_text(o, v.metric) for o in failed)}. "
                 f"The {gain} is no evidence either way until a setup meets the precondition (a teacher that leads "
-                f"its student by {points(failed[0]['needed'], v.metric, sign=False)} {m.points} or more).")
+                f"its student by {points(failed[0]['needed'], v.metric, sign=False)} ({unit}) or more).")
     if v.verdict == NOT_REPRODUCED:
         limit = (f"beyond the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike"
                  else f"below the SESOI of {points(v.sesoi, v.metric)} ({v.sesoi_reason})")
-        return (f"**{v.statement}**: not reproduced: {gain}, the bound {limit}, so an effect that large is ruled "
+        return (f"**{v.statement}**: not reproduced: {gain}, its bound {limit}, so an effect that large is ruled "
                 f"out at this scale. What would change it: a protocol closer to the paper's (see the departures); "
-                f"more seeds would only narrow the interval around {points(v.gain, v.metric)}.")
-    target = f"the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike" else \
-        f"the SESOI of {points(v.sesoi, v.metric)}" if v.kind != "approaches" else \
-        f"the margin {points(-v.sesoi, v.metric, sign=False)}"
+                f"more seeds would only narrow the interval around {points(v.gain, v.metric)}.{threshold_sentence(v)}")
+    target = threshold_name(v)
     return (f"**{v.statement}**: inconclusive: {gain}, Holm-adjusted p = {v.p_adjusted:.3g}; neither shown nor ruled "
             f"out against {target}. At {v.seeds} seeds the test finds a true effect of "
-            f"{points(v.mde, v.metric, sign=False)} with 80% power; {seeds_sentence(v, target)}.")
+            f"{points(v.mde, v.metric, sign=False)} with 80% power; {seeds_sentence(v, target)}."
+            f"{threshold_sentence(v)}")
+
+
+def threshold_name(v: Verdict) -> str:
+    """What an inconclusive claim could neither show nor rule out, in words."""
+    if v.kind == "alike":
+        return f"the margin ±{points(v.sesoi, v.metric, sign=False)}"
+    if v.kind == "approaches":
+        return f"the margin {points(-v.sesoi, v.metric, sign=False)}"
+    return f"the SESOI of {points(v.sesoi, v.metric)}"
+
+
+def threshold_sentence(v: Verdict) -> str:
+    near = [note.removeprefix("on a threshold: ") for note in v.notes if note.startswith("on a threshold")]
+    if not near:
+        return ""
+    return f" It sits on a threshold ({'; '.join(near)}): a rerun on other hardware may call it otherwise."
 
 
 def discussion(verdicts: list[Verdict]) -> str:

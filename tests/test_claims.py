@@ -267,3 +267,17 @@ def test_every_verdict_row_shows_both_means_the_gain_its_bounds_the_sesoi_the_md
     assert row["arm (mean)"] == "kd 15.00" and row["compared with (mean)"] == "student 20.00"
     assert row["gain [95% bounds]"] == "+5.00 [+3.31, +6.69]"  # 5 -+ 2.919986 x 1 / sqrt 3 points
     assert row["SESOI"] == "+1.00" and set(row) >= {"MDE (80%)", "p", "p (Holm)", "seeds", "verdict"}
+
+
+def test_a_verdict_on_its_threshold_says_so():
+    # the Holm example above: adjusted p 0.0523 lies within a factor 1.25 of 0.05 (0.04 .. 0.0625)
+    runs = runs_of(kd=[0.190, 0.186, 0.182], student=[0.2, 0.2, 0.2])
+    together = judge_all([Claim(f"claim {i}", better="kd", worse="student") for i in range(4)], runs)
+    assert "on a threshold: the adjusted p is within a factor 1.25 of 0.05" in together[0].notes
+    # gains 0, -+0.012, -+0.006: mean 0, sd sqrt(0.00036 / 4) = 0.009487, upper bound 2.1318 x 0.009487 / sqrt 5
+    # = 0.009045 (t_0.95 with 4 df from tables) against the SESOI 0.0102: below it, by 11%
+    kd = [s + e for s, e in zip(STUDENT, [0.0, 0.012, -0.012, 0.006, -0.006])]
+    verdict = judge(CLAIM, runs_of(kd=kd, student=STUDENT))
+    assert verdict.gain_upper_bound == pytest.approx(0.009045, abs=1e-6) and verdict.verdict == NOT_REPRODUCED
+    assert "on a threshold: the upper bound is within 25% of the SESOI" in verdict.notes
+    assert not any("threshold" in note for note in judge(CLAIM, runs_of(kd=[0.1] * 3, student=[0.2] * 3)).notes)
