@@ -210,10 +210,21 @@ class PaperProcesses:
                 child.kill()
 
 
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM taken as a Ctrl-C meanwhile: the papers' processes, in sessions of their own, are out of reach of a
+    signal sent to this process's group (a stopped job, a cancelled CI run), so this process passes it on."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
     """Run the papers `jobs` at a time, each in its own process with cores / jobs threads: small networks use
     two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper.
-    Returns the papers that failed; the others finish regardless. A Ctrl-C stops them all."""
+    Returns the papers that failed; the others finish regardless. A Ctrl-C or SIGTERM stops them all."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     width = max(map(len, paper_ids))
@@ -238,7 +249,7 @@ def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
         say(f"{paper_id:<{width}} | {outcome} in {time.perf_counter() - began:.0f} s")
         return child.returncode == 0
 
-    with ThreadPoolExecutor(jobs) as pool:
+    with terminate_as_interrupt(), ThreadPoolExecutor(jobs) as pool:
         try:
             succeeded = list(pool.map(run_one, paper_ids))
         except KeyboardInterrupt:

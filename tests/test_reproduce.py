@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from kdrepro import cli
 
 # papermill replaced by a notebook that publishes rkd's results as Experiment.save does, holding its staging folder
@@ -81,7 +83,8 @@ def test_two_reproduces_of_one_paper_publish_it_once_and_the_second_names_the_fi
     assert len(list((isolated / "cache" / "done").glob("rkd-smoke-*.json"))) == 1
 
 
-def test_ctrl_c_stops_the_running_papers_at_once_and_starts_no_more(isolated):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_running_papers_at_once_and_starts_no_more(isolated, stop):
     reproduce = python(SLEEPING_PAPERS, isolated, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         working = 0
@@ -90,7 +93,7 @@ def test_ctrl_c_stops_the_running_papers_at_once_and_starts_no_more(isolated):
             assert line, "reproduce ended before its papers started"
             working += line.endswith("| working\n")
         interrupted = time.monotonic()
-        reproduce.send_signal(signal.SIGINT)        # to reproduce alone, as a terminal's Ctrl-C now is
+        reproduce.send_signal(stop)                 # to reproduce alone: its papers run in sessions of their own
         out, err = reproduce.communicate(timeout=30)
         took = time.monotonic() - interrupted
     finally:
