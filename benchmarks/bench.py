@@ -33,7 +33,9 @@ from kdrepro.models import build, count_parameters
 from kdrepro.paths import results_dir
 from kdrepro.report import load_provenance
 from kdrepro.results import atomic_write_text, device_description, markdown_table
-from kdrepro.schemes import ResponseDistillation, teacher_logits
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.schemes import Teacher
+from kdrepro.seeds import seeded
 from kdrepro.seq2seq import EOS, PAD, Seq2Seq, beam_search, greedy
 from kdrepro.train import Recipe, fit
 
@@ -71,9 +73,10 @@ def timed(run: Callable[[], T], device: torch.device) -> tuple[float, T]:
 # --- 1. offline KD training throughput ----------------------------------------------------------------------------
 
 def kdrepro_loop(train: Split, teacher, student, device: torch.device) -> float:
-    """Train with the teacher's logits computed once; the seconds those logits took."""
-    seconds, targets = timed(lambda: teacher_logits(teacher, train.x), device)
-    fit(student, ResponseDistillation(targets, TEMPERATURE, HARD_WEIGHT), train, RECIPE, seed=0, progress_seconds=None)
+    """Train with the teacher's logits computed once (the offline scheme's `Teacher`); the seconds they took."""
+    offline = Teacher(teacher, train.x)
+    seconds, _ = timed(offline.split_outputs, device)
+    fit(student, ResponseKD(TEMPERATURE, HARD_WEIGHT), train, RECIPE, seed=0, teacher=offline, progress_seconds=None)
     return seconds
 
 
@@ -86,8 +89,8 @@ def conventional_loop(dataset, teacher, student, device: torch.device) -> None:
 def throughput_on(device: torch.device, train: Split, dataset, teacher_config: dict) -> dict[str, list[float]]:
     """Seconds of each loop per repeat, and of kdrepro's teacher logits, the loops interleaved (their order
     alternated) so that a change in the machine's load touches both; each repeat trains a copy of one student."""
-    torch.manual_seed(0)
-    teacher, student = build(teacher_config, 10, 1).to(device), build(STUDENT, 10, 1).to(device)
+    with seeded(0, "init"):
+        teacher, student = build(teacher_config, 10, 1).to(device), build(STUDENT, 10, 1).to(device)
     train = Split(train.x.to(device), train.y.to(device))
     loops = {"kdrepro": lambda: kdrepro_loop(train, teacher, copy.deepcopy(student), device),
              "conventional": lambda: conventional_loop(dataset, teacher, copy.deepcopy(student), device)}
@@ -179,9 +182,9 @@ def seqkd_models(data, protocol: seqkd.Protocol, device: torch.device) -> dict[s
     for role, (layers, hidden), embedding, dropout in (
             ("teacher", protocol.teacher, protocol.teacher_embedding, protocol.dropout),
             ("student", protocol.student, protocol.student_embedding, 0.0)):
-        torch.manual_seed(0)
-        models[f"{role} {layers}x{hidden}"] = WithoutEnd(len(data.source_vocab), len(data.target_vocab), layers,
-                                                         hidden, embedding, dropout).to(device)
+        with seeded(0, "init", role):
+            models[f"{role} {layers}x{hidden}"] = WithoutEnd(len(data.source_vocab), len(data.target_vocab), layers,
+                                                             hidden, embedding, dropout).to(device)
     return models
 
 

@@ -4,6 +4,7 @@ table takes its speed-up and bound from the medians."""
 
 import copy
 import sys
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -11,8 +12,11 @@ from conftest import write_mnist_format
 
 from kdrepro.models import build
 from kdrepro.paths import REPO_ROOT
-from kdrepro.schemes import ResponseDistillation, teacher_logits
-from kdrepro.train import Objective, Recipe, fit
+from kdrepro.objectives import Objective
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.schemes import Teacher
+from kdrepro.seeds import seeded
+from kdrepro.train import Recipe, fit
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmark's modules sit beside its script, not in a package
 import bench  # noqa: E402
@@ -30,29 +34,31 @@ def root(data_dir):
     return data_dir
 
 
+@dataclass(frozen=True)
 class Recorded(Objective):
     """Another objective, with the loss of every step kept."""
 
-    def __init__(self, objective: Objective):
-        self.objective, self.fixed_inputs, self.losses = objective, objective.fixed_inputs, []
+    objective: Objective
+    losses: list = field(default_factory=list, compare=False)
 
-    def loss(self, model, batch):
-        loss = self.objective.loss(model, batch)
-        self.losses.append(loss.detach())
-        return loss
+    def terms(self, model, batch, context):
+        terms = self.objective.terms(model, batch, context)
+        self.losses.append(sum(terms.values()).detach())
+        return terms
 
 
 def models(seed: int = 0):
     """A small teacher and student; batch norm makes the student's loss depend on which images share a batch."""
-    torch.manual_seed(seed)
-    return (build({"family": "resnet", "depth": 8, "channels": (8, 8, 16, 16)}, 10, 1),
-            build({"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}, 10, 1))
+    with seeded(seed, "init"):
+        return (build({"family": "resnet", "depth": 8, "channels": (8, 8, 16, 16)}, 10, 1),
+                build({"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}, 10, 1))
 
 
 def kdrepro_losses(data, teacher, student) -> torch.Tensor:
-    objective = Recorded(ResponseDistillation(teacher_logits(teacher, data.train.x), TEMPERATURE, HARD_WEIGHT))
+    objective = Recorded(ResponseKD(TEMPERATURE, HARD_WEIGHT))
     recipe = Recipe(epochs=EPOCHS, batch_size=BATCH, lr=LR, schedule="constant")
-    fit(student, objective, data.train, recipe, seed=SEED, progress_seconds=None)
+    fit(student, objective, data.train, recipe, seed=SEED, teacher=Teacher(teacher, data.train.x),
+        progress_seconds=None)
     return torch.stack(objective.losses)
 
 
