@@ -84,6 +84,12 @@ def provenance(profile: str, seeds: list[int], wall_seconds: float) -> dict[str,
     }
 
 
+def measured_on() -> str:
+    """This machine and today's date (UTC), stored beside a figure that depends on the machine (a speed): read back
+    from the cache by a later run, the figure still says where and when it was measured."""
+    return f"{device_description()}, {datetime.now(timezone.utc):%Y-%m-%d}"
+
+
 def device_description() -> str:
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
