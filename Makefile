@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: reproduce test bench report list clean env data
+.PHONY: reproduce test bench report list lab clean env data
 
 reproduce: env data ## run every notebook on $(PROFILE) (resumes where it stopped), then the summary
 	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPERS),--papers $(PAPERS))
@@ -27,6 +27,9 @@ report: env ## rebuild the summary of $(PROFILE) from results/
 
 list: env
 	$(PYTHON) -m kdrepro list
+
+lab: env data ## JupyterLab on the notebooks, from the project's environment (as root too, as in containers)
+	$(VENV)/bin/jupyter lab --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## remove caches and smoke outputs; committed results stay
 	rm -rf .cache results/smoke .pytest_cache
