@@ -4,6 +4,7 @@ Recall@K on classes the network never saw in training (the setting of Park et al
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
@@ -31,8 +32,8 @@ def triplet_loss(embeddings: Tensor, labels: Tensor, margin: float) -> Tensor:
     """max(0, ||a - p||^2 - ||a - n||^2 + margin) over every valid triplet of the batch (anchor and positive of
     one class, negative of another), averaged over the triplets that still violate the margin ("batch all";
     Park et al. 2019 sample triplets by distance-weighted sampling instead)."""
-    if margin <= 0:
-        raise ValueError(f"the triplet margin must be positive, got {margin}")
+    if not (margin > 0 and math.isfinite(margin)):
+        raise ValueError(f"the triplet margin must be positive and finite, got {margin}")
     squared = torch.cdist(embeddings, embeddings).pow(2)
     same = labels.unsqueeze(0) == labels.unsqueeze(1)
     positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from kdrepro.data import Batch
-from kdrepro.losses.relation import check_rkd_weights, fsp_loss, fsp_matrix, rkd_loss
+from kdrepro.losses.relation import check_fsp_weights, check_rkd_weights, fsp_loss, fsp_matrix, rkd_loss
 from kdrepro.metric_learning import triplet_loss
 from kdrepro.schemes import freeze
 from kdrepro.taps import forward_with_features
@@ -37,8 +37,7 @@ class FSPDistillation(Objective):
         self.teacher = freeze(teacher)
         self.pairs = [tuple(pair) for pair in pairs]
         self.weights = list(weights) if weights is not None else [1.0] * len(self.pairs)
-        if len(self.weights) != len(self.pairs) or any(w < 0 for w in self.weights):
-            raise ValueError(f"one non-negative weight per layer pair: {len(self.pairs)} pairs, weights {self.weights}")
+        check_fsp_weights(self.weights, len(self.pairs))
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         with torch.no_grad():

@@ -67,3 +67,10 @@ def test_attention_loss_gradient_matches_finite_differences():
     teacher = torch.randn(2, 5, 4, 4, dtype=torch.double)
     for form in ("paper", "code"):
         assert torch.autograd.gradcheck(lambda s: attention_transfer_loss(s, teacher, form=form), (student,))
+
+
+@pytest.mark.parametrize("p", [0, -2, math.nan, math.inf])
+def test_an_attention_exponent_that_is_not_positive_and_finite_is_refused(p):
+    student, teacher = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=f"the attention exponent p must be positive and finite, got {p}"):
+        attention_transfer_loss(student, teacher, p=p)

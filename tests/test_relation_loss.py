@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 
 from kdrepro.losses.relation import (
+    check_fsp_weights,
     fsp_loss,
     fsp_matrix,
     rkd_angle_loss,
@@ -93,7 +96,7 @@ def test_the_weights_combine_the_two_terms():
     expected = 25 * rkd_distance_loss(student, teacher) + 50 * rkd_angle_loss(student, teacher)
     torch.testing.assert_close(rkd_loss(student, teacher, 25.0, 50.0), expected)
     torch.testing.assert_close(rkd_loss(student, teacher, 0.0, 2.0), 2 * rkd_angle_loss(student, teacher))
-    with pytest.raises(ValueError, match="non-negative and not both zero"):
+    with pytest.raises(ValueError, match="non-negative, finite and not both zero"):
         rkd_loss(student, teacher, 0.0, 0.0)
 
 
@@ -114,3 +117,16 @@ def test_the_distance_gradient_matches_finite_differences():
 def test_batches_of_different_sizes_are_refused():
     with pytest.raises(ValueError, match="different batches"):
         rkd_distance_loss(torch.randn(4, 2), torch.randn(5, 2))
+
+
+@pytest.mark.parametrize("distance_weight, angle_weight", [(math.nan, 2.0), (1.0, math.inf), (-1.0, 2.0), (0.0, 0.0)])
+def test_rkd_weights_that_are_negative_not_finite_or_both_zero_are_refused(distance_weight, angle_weight):
+    with pytest.raises(ValueError, match="RKD weights must be non-negative, finite and not both zero"):
+        rkd_loss(torch.randn(4, 3), torch.randn(4, 3), distance_weight, angle_weight)
+
+
+@pytest.mark.parametrize("weights", [[1.0, math.nan], [math.inf, 1.0], [-1.0, 1.0], [1.0]])
+def test_fsp_weights_must_be_one_non_negative_finite_number_per_pair(weights):
+    with pytest.raises(ValueError, match=r"one non-negative weight per layer pair, each finite: 2 pairs"):
+        check_fsp_weights(weights, 2)
+    check_fsp_weights([0.0, 2.5], 2)

@@ -87,3 +87,9 @@ def test_impossible_hyper_parameters_are_rejected(temperature, hard_weight):
 def test_mismatched_logit_shapes_are_rejected():
     with pytest.raises(ValueError, match="differ in shape"):
         kd_loss(torch.zeros(2, 10), torch.zeros(2, 100), 4.0)
+
+
+def test_a_tensor_of_several_temperatures_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"temperature must be one number, got a tensor of shape \(2,\)"):
+        kd_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([2.0, 4.0]))
+    assert kd_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.tensor(4.0)) == 0  # one number, as a tensor, is fine

@@ -7,6 +7,8 @@ Conventions that differ between the papers and common code are explicit argument
 
 from __future__ import annotations
 
+import math
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -67,6 +69,9 @@ def attention_map(features: Tensor, p: float = 2) -> Tensor:
 
     The authors' code takes the mean over channels instead of the sum; after normalisation the two are equal.
     """
+    if not (p > 0 and math.isfinite(p)):
+        raise ValueError(f"the attention exponent p must be positive and finite, got {p}; the paper uses p = 2 "
+                         "(p = 0 makes every map uniform, so the loss is 0 whatever the student does)")
     if features.dim() != 4:
         raise ValueError(f"attention maps need (N, C, H, W) activations, got shape {tuple(features.shape)}")
     return F.normalize(features.abs().pow(p).sum(dim=1).flatten(1), dim=1)

@@ -7,6 +7,9 @@ Conventions that differ between the papers and common code are explicit argument
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -81,9 +84,20 @@ def rkd_loss(student: Tensor, teacher: Tensor, distance_weight: float, angle_wei
 
 
 def check_rkd_weights(distance_weight: float, angle_weight: float) -> None:
-    if not (distance_weight >= 0 and angle_weight >= 0 and distance_weight + angle_weight > 0):
-        raise ValueError(f"RKD weights must be non-negative and not both zero, got distance {distance_weight}, "
-                         f"angle {angle_weight}")
+    if not (_is_weight(distance_weight) and _is_weight(angle_weight) and distance_weight + angle_weight > 0):
+        raise ValueError(f"RKD weights must be non-negative, finite and not both zero, got distance "
+                         f"{distance_weight}, angle {angle_weight}")
+
+
+def check_fsp_weights(weights: Sequence[float], pair_count: int) -> None:
+    """The lambda_i of FSP: one non-negative, finite weight per layer pair."""
+    if len(weights) != pair_count or not all(_is_weight(w) for w in weights):
+        raise ValueError(f"FSP needs one non-negative weight per layer pair, each finite: {pair_count} pairs, "
+                         f"weights {list(weights)}")
+
+
+def _is_weight(value: float) -> bool:
+    return value >= 0 and math.isfinite(value)  # False for NaN, which every comparison fails
 
 
 def _pool_to(features: Tensor, size: tuple[int, int]) -> Tensor:
