@@ -5,7 +5,8 @@
 - `net` says what is trained (an architecture, and the stream its initial weights come from);
 - `objective` (or a sequence of `Stage`s) says what it minimises; `recipe` how it is optimised;
 - `teacher` is another arm (trained first, frozen, shared by every arm that names it);
-- `rows` is the data view: which training examples it learns from;
+- `rows` is the data view: which training examples it learns from, and with which targets (`Rows` keeps some
+  examples; a view may also give them the teacher's outputs as targets, as sequence-level KD does);
 - `seed` drives every random stream of the run through `kdrepro.seeds.derive`.
 
 No cache key is written by hand: `spec_key` walks the spec, so a key can never miss a field. The arm's name is
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from kdrepro.data import Data
+from kdrepro.data import Data, Split
 from kdrepro.models import build
 from kdrepro.objectives import Objective
 from kdrepro.seeds import derive, seeded
@@ -32,6 +33,16 @@ from kdrepro.train import History, Recipe, fit
 
 class Buildable(Protocol):
     def build(self, seed: int, data: Data) -> nn.Module: ...
+
+
+class DataView(Protocol):
+    """What an arm (or a stage) learns from. `split` gives the training split and the indices of its rows in the
+    data's (None: every row, in order); it sees the trained teacher, for a view whose targets are the teacher's
+    outputs. `recipe` adjusts the recipe to the rows kept (the same number of steps)."""
+
+    def split(self, data: Data, teacher: nn.Module | None, seed: int) -> tuple[Split, Tensor | None]: ...
+
+    def recipe(self, recipe: Recipe, full_size: int, kept: int) -> Recipe: ...
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,13 @@ class Net:
 @dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method (FitNets: hints, then KD): an objective for `epochs` of the recipe,
-    with a fresh optimiser, starting from the weights the previous stage left."""
+    with a fresh optimiser, starting from the weights the previous stage left. A stage with `rows` of its own learns
+    from that data view instead of the arm's (Kim & Rush's combination: the teacher's best translations, then its
+    Seq-Inter choices)."""
 
     objective: Objective
     epochs: int
+    rows: DataView | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,11 @@ class Rows:
             rows = rows[order[: max(1, round(self.fraction * len(rows)))]].sort().values
         return rows
 
+    def split(self, data: Data, teacher: nn.Module | None, seed: int) -> tuple[Split, Tensor | None]:
+        """The rows kept of the training split, with their labels, and their indices in it (None: all of them)."""
+        rows = self.select(data.train.y, seed)
+        return (data.train if rows is None else data.train.subset(rows.to(data.train.y.device))), rows
+
     def recipe(self, recipe: Recipe, full_size: int, kept: int) -> Recipe:
         """`recipe`, with its epochs scaled so `kept` examples get the steps `full_size` would (with `same_steps`)."""
         if not self.same_steps or kept == full_size:
@@ -100,7 +119,7 @@ class Arm:
     objective: Objective | tuple[Stage, ...]
     recipe: Recipe
     teacher: Arm | None = None
-    rows: Rows = Rows()
+    rows: DataView = Rows()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -126,7 +145,7 @@ class Arm:
 
     def describe(self) -> str:
         """One line a reader can check the wiring with: objective(s), network, teacher, data view, recipe."""
-        objective = " then ".join(f"{_call(s.objective)} for {s.epochs} epochs" for s in self.objective) \
+        objective = " then ".join(_stage(s) for s in self.objective) \
             if isinstance(self.objective, tuple) else _call(self.objective)
         parts = [f"{self.name}: {objective}", f"net {_call(self.net)}"]
         if self.teacher is not None:
@@ -152,22 +171,29 @@ def spec_key(value: Any) -> Any:
 
 def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None,
               device: torch.device | str = "cpu") -> list[History]:
-    """Train `model` (built by `arm.net` at `arm.seed`) as the arm says: its stages in order on its rows, each a
-    `fit` with the arm's seed; `teacher` is the trained model of `arm.teacher`, frozen by the offline scheme."""
+    """Train `model` (built by `arm.net` at `arm.seed`) as the arm says: its stages in order, each on its data view
+    (its own, else the arm's rows) and a `fit` with the arm's seed; `teacher` is the trained model of
+    `arm.teacher`, frozen by the offline scheme."""
     from kdrepro.schemes import Teacher  # schemes builds on objectives, which build on this module's peers
 
-    rows = arm.rows.select(data.train.y, arm.seed)
-    train = data.train if rows is None else data.train.subset(rows.to(data.train.y.device))
-    recipe = arm.rows.recipe(arm.recipe, len(data.train), len(train))
-    scale = recipe.epochs / arm.recipe.epochs
-    offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=recipe.augments)
     histories = []
     for i, stage in enumerate(arm.stages):
-        stage_recipe = replace(recipe, epochs=max(1, round(stage.epochs * scale)),
-                               milestones=tuple(m for m in recipe.milestones if m < round(stage.epochs * scale)))
+        view = arm.rows if stage.rows is None else stage.rows
+        train, rows = view.split(data, teacher, arm.seed)
+        recipe = view.recipe(arm.recipe, len(data.train), len(train))
+        epochs = round(stage.epochs * recipe.epochs / arm.recipe.epochs)
+        stage_recipe = replace(recipe, epochs=max(1, epochs),
+                               milestones=tuple(m for m in recipe.milestones if m < epochs))
+        offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=recipe.augments)
         histories.append(fit(model, stage.objective, train, stage_recipe, seed=derive(arm.seed, "stage", i),
                              teacher=offline, name=f"{arm.name} seed {arm.seed}" + (f" stage {i + 1}" if i else "")))
     return histories
+
+
+def _stage(stage: Stage) -> str:
+    """'Hints(...) for 5 epochs', with the stage's own data view when it has one."""
+    view = "" if stage.rows is None else f" on {_call(stage.rows)}"
+    return f"{_call(stage.objective)}{view} for {stage.epochs} epochs"
 
 
 def _call(spec: Any) -> str:

@@ -10,12 +10,20 @@ Global attention with the "general" score (Luong et al. 2015, eqs. 5-8):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import product
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from kdrepro.seeds import seeded
+
+if TYPE_CHECKING:
+    from kdrepro.data import Batch
+    from kdrepro.translation_task import TranslationTask
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -85,6 +93,32 @@ class Seq2Seq(nn.Module):
         h, state = self.decoder(self.tgt_embed(previous)[:, None], state)
         log_probs = F.log_softmax(self.attend(h, encoded)[:, 0], dim=-1)
         return log_probs.index_fill(1, torch.tensor([PAD, BOS], device=log_probs.device), float("-inf")), state
+
+
+@dataclass(frozen=True)
+class Seq2SeqNet:
+    """A `Seq2Seq` to train, as a spec (translation's `kdrepro.arms.Net`): `layers` x `hidden`, its embedding size
+    and dropout, its vocabularies the data's. Its initial weights come from the stream `init` of the run's seed:
+    students that share `init` start alike, the teacher has an init of its own."""
+
+    layers: int
+    hidden: int
+    embedding: int
+    dropout: float = 0.0
+    init: str = "student"
+
+    def build(self, seed: int, data: TranslationTask) -> Seq2Seq:
+        with seeded(seed, "init", self.init):
+            return Seq2Seq(len(data.source_vocab), len(data.target_vocab), self.layers, self.hidden, self.embedding,
+                           self.dropout)
+
+
+def trim(batch: Batch) -> Batch:
+    """The batch without the columns that are padding in every row: rows are padded to the longest sentence of
+    the whole split, and an LSTM pays for every column."""
+    source_width = int((batch.x != PAD).sum(dim=1).max())
+    target_width = int((batch.y != PAD).sum(dim=1).max())
+    return batch._replace(x=batch.x[:, :source_width], y=batch.y[:, :target_width])
 
 
 @torch.no_grad()

@@ -5,14 +5,19 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import torch
 from tiny_profiles import use_paper_profile
 
+from kdrepro.arms import Rows, train_arm
 from kdrepro.claims import Alike
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import seqkd
-from kdrepro.seq2seq import greedy, strip
-from kdrepro.sequence_distillation import teacher_outputs
+from kdrepro.schemes import Teacher
+from kdrepro.seeds import derive
+from kdrepro.train import fit
 from kdrepro.translation import generate
+
+STUDENTS = ("baseline", "word_kd", "seq_kd", "seq_inter", "seq_all")
 
 
 @pytest.fixture
@@ -32,20 +37,20 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment(seqkd, "paper")
-    run = seqkd.SeqKD(exp, seqkd.load(exp.protocol))
-    assert run.data.name == "wmt14_en_de" and len(run.data.train) == 48 and exp.protocol.inter_beam == 35
-    for seed in exp.protocol.seeds:
-        run.teacher_arm(seed)
-        for arm in seqkd.ARMS:
-            run.student_arm(arm, seed)
+    data = seqkd.load(exp.protocol)
+    assert data.name == "wmt14_en_de" and len(data.train) == 48 and exp.protocol.inter_beam == 35
+    seqkd.run_arms(exp, list(seqkd.arms(exp.protocol).values()), data)
     runs = exp.runs
     assert set(runs.groupby("arm")["seed"].count()) == {2}
-    arms = runs[runs["arm"].isin(["teacher", *seqkd.ARMS])]
+    arms = runs[runs["arm"].isin(["teacher", *STUDENTS])]
     assert len(arms) == 12 and arms[["bleu_beam1", "bleu_beam5"]].stack().between(0, 100).all()
     assert (arms["tokens_per_s_beam5"] > 0).all() and "nrefs:1" in arms["bleu_signature"].iloc[0]
-    assert len(list((isolated / "cache" / "runs").glob("seqkd-teacher-outputs-seed*.json"))) == 2
+    greedy = runs[runs["arm"] == "seq_kd/greedy"].set_index("seed")["bleu"]
+    assert greedy.to_dict() == arms[arms["arm"] == "seq_kd"].set_index("seed")["bleu_beam1"].to_dict()
+    # per seed, the Seq-KD and the Seq-Inter translations, each made once and shared by every arm that uses them
+    assert len(list((isolated / "cache" / "runs").glob("teacher-translations-*.json"))) == 4
     table = seqkd.results_table(runs, exp.protocol)
-    assert [row["arm"] for row in table] == ["teacher", *seqkd.ARMS]
+    assert [row["arm"] for row in table] == ["teacher", *STUDENTS]
     assert table[0]["paper greedy / beam 5 (WMT14 En-De)"] == "17.7 / 19.5"
     verdicts = exp.judge(seqkd.CLAIMS)
     folder = exp.save(table, verdicts, {"beam_sweep": seqkd.plot_beam_sweep(runs, exp.protocol)},
@@ -56,26 +61,54 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert len(pd.read_csv(folder / "runs.csv")) == len(runs)
 
 
-def test_the_teachers_outputs_are_served_from_the_cache(tiny_paper_profile, isolated):
+def test_the_teachers_translations_are_served_from_the_cache(tiny_paper_profile, isolated):
     exp = Experiment(seqkd, "paper")
-    first = seqkd.SeqKD(exp, seqkd.load(exp.protocol)).outputs(0)
+    data, arms = seqkd.load(exp.protocol), seqkd.arms(exp.protocol)
+    first = arms["seq_kd"].rows.translations(exp.train(arms["teacher"], data), data)
     models = sorted(p.name for p in (isolated / "cache" / "models").iterdir())
-    again = seqkd.SeqKD(Experiment(seqkd, "paper"), seqkd.load(exp.protocol)).outputs(0)
-    assert again == first and sorted(p.name for p in (isolated / "cache" / "models").iterdir()) == models
-    assert len(first["seqkd"]) == len(first["seqinter"]) == 48
+    again = Experiment(seqkd, "paper")
+    assert arms["seq_kd"].rows.translations(again.train(arms["teacher"], data), data) == first
+    assert sorted(p.name for p in (isolated / "cache" / "models").iterdir()) == models and len(first) == 48
 
 
-def test_with_a_beam_of_one_both_distilled_targets_are_the_greedy_translation(tiny_paper_profile, isolated):
-    exp = Experiment(seqkd, "paper")
-    run = seqkd.SeqKD(exp, seqkd.load(exp.protocol))
-    teacher = run.teacher(0)
-    outputs = teacher_outputs(teacher, run.data, beam=1, inter_beam=1, max_len=14)
-    expected = [run.data.target_vocab.decode(ids) for ids in strip(greedy(teacher, run.train.x, 14))]
-    assert outputs["seqkd"] == outputs["seqinter"] == expected
+def test_all_three_trains_on_the_seq_kd_targets_then_with_word_kd_on_the_seq_inter_targets(tiny_paper_profile):
+    p = seqkd.PROFILES["paper"]
+    data, arms = seqkd.load(p), seqkd.arms(p)
+    teacher = arms["teacher"].net.build(0, data)
+    train_arm(arms["teacher"], teacher, data, None)
+    seq_all = arms["seq_all"]
+    model = seq_all.net.build(0, data)
+    histories = train_arm(seq_all, model, data, teacher)
+    assert [list(h.terms) for h in histories] == [["nll"], ["nll", "word_kd"]]
+    by_hand = seq_all.net.build(0, data)
+    for i, (stage, view) in enumerate(zip(seq_all.stages, (arms["seq_kd"].rows, arms["seq_inter"].rows))):
+        split, _ = view.split(data, teacher, 0)
+        fit(by_hand, stage.objective, split, replace(p.recipe, epochs=stage.epochs), seed=derive(0, "stage", i),
+            teacher=Teacher(teacher, data.train.x), progress_seconds=None)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), by_hand.parameters()))
+
+
+def test_students_are_paired_and_each_seed_trains_its_own_teacher():
+    p = seqkd.PROFILES["cpu"]
+    arms = seqkd.arms(p)
+    students = [arms[name] for name in STUDENTS]
+    assert {arm.net for arm in students} == {arms["baseline"].net} and arms["teacher"].net.init != "student"
+    assert {arm.recipe.epochs for arm in students} == {p.recipe.epochs}
+    assert sum(stage.epochs for stage in arms["seq_all"].stages) == p.recipe.epochs
+    assert arms["baseline"].teacher is None and arms["baseline"].rows == Rows()
+    assert {arm.teacher for arm in students[1:]} == {arms["teacher"]}
+    assert arms["seq_kd"].at(2).teacher.seed == 2
+
+
+def test_a_one_epoch_budget_gives_each_stage_of_all_three_that_epoch():
+    arms = seqkd.arms(seqkd.PROFILES["smoke"])
+    assert [stage.epochs for stage in arms["seq_all"].stages] == [1, 1] and arms["seq_all"].recipe.epochs == 2
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    decoded = {f"{arm}/{decoding}" for arm in ["teacher", *seqkd.ARMS] for decoding in ("greedy", "beam5")}
+    arms = seqkd.arms(seqkd.PROFILES["cpu"])
+    assert list(arms) == ["teacher", *STUDENTS] and set(seqkd.arm_descriptions(seqkd.PROFILES["cpu"])) == set(arms)
+    decoded = {f"{arm}/{decoding}" for arm in arms for decoding in ("greedy", "beam5")}
     named = [(c.first, c.second) if isinstance(c, Alike) else (c.better, c.worse) for c in seqkd.CLAIMS]
     assert all(a in decoded and b in decoded for a, b in named)
     assert all(p.beam == 5 for p in seqkd.PROFILES.values())

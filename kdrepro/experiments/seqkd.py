@@ -5,24 +5,24 @@ Sequence-based, offline: a large attention LSTM's translations (its beam search'
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
-from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.arms import Arm, Stage
 from kdrepro.claims import Claim, Precondition
-from kdrepro.data import Split, data_root
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
-from kdrepro.models import count_parameters
-from kdrepro.results import measured_on
-from kdrepro.seq2seq import PAD, Seq2Seq, beam_search, greedy, strip
-from kdrepro.sequence_distillation import SequenceCrossEntropy, WordDistillation, teacher_outputs
-from kdrepro.train import Recipe, fit
-from kdrepro.translation import TranslationData, corpus_bleu, generate, load_corpus
+from kdrepro.data import data_root
+from kdrepro.experiment import Experiment
+from kdrepro.objectives.sequence import WordKD
+from kdrepro.objectives.task import SequenceNLL
+from kdrepro.paper import Paper
+from kdrepro.seeds import derive
+from kdrepro.seq2seq import Seq2SeqNet
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe
+from kdrepro.translation import generate, load_corpus
+from kdrepro.translation_task import BleuAndSpeed, SeqInterTargets, SeqKDTargets, TranslationTask
 
 PAPER = Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation",
               "08_seqkd.ipynb", transferred="sequence", scheme="offline")
@@ -69,16 +69,6 @@ PROFILES = {
                       inter_beam=35, max_len=50, dropout=0.3),
 }
 
-# Each student arm: which targets it is trained on, and whether Word-KD is added. "seq_all" trains in two stages
-# of half the budget each: NLL on the Seq-KD data, then Word-KD on the Seq-Inter data.
-ARMS = {
-    "baseline": ("reference", False),
-    "word_kd": ("reference", True),
-    "seq_kd": ("seqkd", False),
-    "seq_inter": ("seqinter", False),
-    "seq_all": ("seqkd, then seqinter", True),
-}
-
 # the teacher's translations teach only if the teacher translates better than the student (see kdrepro.claims);
 # the paper's numbers: WMT14 En-De BLEU of 2x500 students, Table 1
 GREEDY_LEADS = (Precondition("teacher/greedy", "baseline/greedy"),)
@@ -106,132 +96,59 @@ PAPER_BLEU = {"teacher": (17.7, 19.5), "baseline": (14.7, 17.6), "word_kd": (15.
               "seq_all": (18.8, 19.2)}
 
 
-def load(protocol: Protocol) -> TranslationData:
+def load(protocol: Protocol) -> TranslationTask:
+    """The generated task (one draw for every seed: a fixed data set, like a corpus), or the profile's corpus."""
     if protocol.corpus is None:
-        return generate(protocol.data_seed, protocol.train_size, protocol.val_size, protocol.test_size,
-                        protocol.references)
-    return load_corpus(data_root() / protocol.corpus, protocol.languages, protocol.vocab_size, protocol.max_len)
+        corpus = generate(derive(protocol.data_seed, "generated task"), protocol.train_size, protocol.val_size,
+                          protocol.test_size, protocol.references)
+    else:
+        corpus = load_corpus(data_root() / protocol.corpus, protocol.languages, protocol.vocab_size, protocol.max_len)
+    return TranslationTask.of(corpus)
 
 
-class SeqKD:
-    """The teacher and the student arms of Table 1, every student with the same recipe, seed-paired."""
-
-    def __init__(self, experiment: Experiment, data: TranslationData):
-        self.exp, self.protocol, self.data = experiment, experiment.protocol, data
-        self.train = _to(data.split(data.train), experiment.device)
-        self.test_sources = data.sources(data.test).to(experiment.device)
-        self._outputs: dict[int, dict[str, list[list[str]]]] = {}
-        self.data_key = {"corpus": data.name, "train": len(data.train), "val": len(data.val), "test": len(data.test),
-                         "vocab": (len(data.source_vocab), len(data.target_vocab))}
-        if self.protocol.corpus is None:
-            self.data_key.update(seed=self.protocol.data_seed, references=self.protocol.references)
-
-    def _build(self, shape: tuple[int, int], embedding: int, seed: int, dropout: float = 0.0) -> Seq2Seq:
-        torch.manual_seed(seed)
-        layers, hidden = shape
-        return Seq2Seq(len(self.data.source_vocab), len(self.data.target_vocab), layers, hidden, embedding,
-                       dropout).to(self.exp.device)
-
-    def teacher(self, seed: int) -> Seq2Seq:
-        p = self.protocol
-
-        def train(model):
-            fit(model, SequenceCrossEntropy(), self.train, p.recipe, seed=seed, name=f"teacher seed {seed}")
-
-        return self.exp.model("seq2seq-teacher", self._teacher_config(seed),
-                              lambda: self._build(p.teacher, p.teacher_embedding, seed, p.dropout), train)
-
-    def teacher_arm(self, seed: int) -> dict:
-        def compute():
-            return self._evaluate(self.teacher(seed))
-        return self._run("teacher", seed, self._teacher_config(seed), compute)
-
-    def outputs(self, seed: int) -> dict[str, list[list[str]]]:
-        """The teacher's Seq-KD and Seq-Inter translations of the training sources, cached like the teacher."""
-        p = self.protocol
-        if seed not in self._outputs:
-            key = {"teacher": self._teacher_config(seed), "beam": p.beam, "inter_beam": p.inter_beam,
-                   "max_len": p.max_len}
-            self._outputs[seed] = self.exp.cache.record(
-                f"seqkd-teacher-outputs-seed{seed}", key,
-                lambda: teacher_outputs(self.teacher(seed), self.data, p.beam, p.inter_beam, p.max_len,
-                                        device=self.exp.device))
-        return self._outputs[seed]
-
-    def student_arm(self, arm: str, seed: int) -> dict:
-        p = self.protocol
-        targets, word_kd = ARMS[arm]
-        config = {"data": self.data_key, "student": p.student, "embedding": p.student_embedding,
-                  "recipe": asdict(p.recipe), "targets": targets, "word_kd": word_kd,
-                  "hard_weight": p.hard_weight if word_kd else None,
-                  "teacher": self._teacher_config(seed) if arm != "baseline" else None,
-                  "beam": p.beam, "inter_beam": p.inter_beam}
-
-        def compute():
-            model = self._build(p.student, p.student_embedding, seed)
-            if arm == "seq_all":
-                first, second = _halves(p.recipe)
-                fit(model, SequenceCrossEntropy(), self._split("seqkd", seed), first, seed=seed,
-                    name=f"{arm} stage 1 seed {seed}")
-                fit(model, WordDistillation(self.teacher(seed), p.hard_weight), self._split("seqinter", seed), second,
-                    seed=seed, name=f"{arm} stage 2 seed {seed}")
-            else:
-                objective = WordDistillation(self.teacher(seed), p.hard_weight) if word_kd else SequenceCrossEntropy()
-                fit(model, objective, self._split(targets, seed), p.recipe, seed=seed, name=f"{arm} seed {seed}")
-            return self._evaluate(model)
-
-        return self._run(arm, seed, config, compute)
-
-    def translate(self, model: nn.Module, beam: int) -> tuple[list[list[str]], float]:
-        """The test set translated greedily (beam 1) or with beam search, and the tokens produced per second."""
-        p, words, produced = self.protocol, [], 0
-        started = time.perf_counter()
-        for start in range(0, len(self.test_sources), 500):
-            rows = self.test_sources[start: start + 500]
-            rows = rows[:, : int((rows != PAD).sum(dim=1).max())]
-            tokens = greedy(model, rows, p.max_len) if beam == 1 else beam_search(model, rows, beam, p.max_len)[0][:, 0]
-            ids = strip(tokens)
-            produced += sum(len(i) + 1 for i in ids)  # + the end of sentence
-            words += [self.data.target_vocab.decode(i) for i in ids]
-        return words, produced / (time.perf_counter() - started)
-
-    def _evaluate(self, model: nn.Module) -> dict:
-        p, result = self.protocol, {"parameters": count_parameters(model), "speed_measured_on": measured_on()}
-        for beam in sorted(set(p.sweep_beams) | {1, p.beam}):
-            hypotheses, speed = self.translate(model, beam)
-            result[f"bleu_beam{beam}"], result["bleu_signature"] = corpus_bleu(hypotheses, self.data.test.references)
-            result[f"tokens_per_s_beam{beam}"] = speed
-        return result
-
-    def _run(self, arm: str, seed: int, config: dict, compute) -> dict:
-        """The arm's metrics, plus one row per decoding (arm/greedy, arm/beam5) holding its BLEU for the claims."""
-        result = self.exp.run_config(arm, seed, config, compute)
-        self.exp.record(f"{arm}/greedy", seed, {"bleu": result["bleu_beam1"]})
-        self.exp.record(f"{arm}/beam{self.protocol.beam}", seed, {"bleu": result[f"bleu_beam{self.protocol.beam}"]})
-        return result
-
-    def _split(self, targets: str, seed: int) -> Split:
-        if targets == "reference":
-            return self.train
-        part = self.data.train.with_targets(self.outputs(seed)[targets])
-        return _to(self.data.split(part), self.exp.device)
-
-    def _teacher_config(self, seed: int) -> dict:
-        p = self.protocol
-        return {"data": self.data_key, "shape": p.teacher, "embedding": p.teacher_embedding,
-                "recipe": asdict(p.recipe), "dropout": p.dropout, "seed": seed}
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Table 1's arms, at seed 0 (`Arm.at` moves one to another seed). Each seed trains its own teacher, whose
+    translations that seed's students learn from; every student has the same size, initial weights, batch order,
+    recipe and number of steps. Seq-KD and Seq-Inter are the task's NLL on the teacher's translations: their data
+    view (`rows`) is the method."""
+    teacher = Arm("teacher", Seq2SeqNet(*p.teacher, p.teacher_embedding, p.dropout, init="teacher"), SequenceNLL(),
+                  p.recipe)
+    student = Seq2SeqNet(*p.student, p.student_embedding)
+    seq_kd, seq_inter = SeqKDTargets(p.beam, p.max_len), SeqInterTargets(p.inter_beam, p.max_len)
+    first, second = halves(p.recipe.epochs)
+    return {
+        "teacher": teacher,
+        "baseline": Arm("baseline", student, SequenceNLL(), p.recipe),
+        "word_kd": Arm("word_kd", student, WordKD(p.hard_weight), p.recipe, teacher),
+        "seq_kd": Arm("seq_kd", student, SequenceNLL(), p.recipe, teacher, rows=seq_kd),
+        "seq_inter": Arm("seq_inter", student, SequenceNLL(), p.recipe, teacher, rows=seq_inter),
+        # all three: NLL on the Seq-KD data, then Word-KD on the Seq-Inter data, half the budget each
+        "seq_all": Arm("seq_all", student, (Stage(SequenceNLL(), first, rows=seq_kd),
+                                            Stage(WordKD(p.hard_weight), second, rows=seq_inter)),
+                       replace(p.recipe, epochs=first + second), teacher),
+    }
 
 
-def _halves(recipe: Recipe) -> tuple[Recipe, Recipe]:
-    """The recipe's epochs split in two stages that add up to the budget of every other arm."""
-    if recipe.epochs < 2:
-        return recipe, recipe  # one epoch cannot be split; each stage gets it
-    first = recipe.epochs // 2
-    return replace(recipe, epochs=first), replace(recipe, epochs=recipe.epochs - first)
+def halves(epochs: int) -> tuple[int, int]:
+    """Two stages' epochs that add up to `epochs`; one epoch cannot be split, so each stage gets it."""
+    return (1, 1) if epochs < 2 else (epochs // 2, epochs - epochs // 2)
 
 
-def _to(split: Split, device: torch.device) -> Split:
-    return Split(split.x.to(device), split.y.to(device))
+def measure(p: Protocol) -> BleuAndSpeed:
+    """Every arm's reading: test BLEU and decoding speed greedily and at every beam of the sweep."""
+    return BleuAndSpeed(tuple(sorted(set(p.sweep_beams) | {1, p.beam})), p.max_len)
+
+
+def run_arms(exp: Experiment, group: list[Arm], data: TranslationTask) -> None:
+    """Each arm at every seed (`Experiment.run_arms`), then a row per decoding the claims compare: "arm/greedy"
+    and "arm/beam5", each holding its BLEU."""
+    p = exp.protocol
+    exp.run_arms(group, data, measure(p))
+    runs = exp.runs
+    for arm in group:
+        for _, row in runs[runs["arm"] == arm.name].iterrows():
+            exp.record(f"{arm.name}/greedy", int(row["seed"]), {"bleu": row["bleu_beam1"]})
+            exp.record(f"{arm.name}/beam{p.beam}", int(row["seed"]), {"bleu": row[f"bleu_beam{p.beam}"]})
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
@@ -270,7 +187,7 @@ def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, obje
 def plot_beam_sweep(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
     """BLEU against beam size for the teacher and every student (mean ± std over seeds)."""
     figure, ax = plt.subplots(figsize=(6.5, 4))
-    beams = sorted(set(protocol.sweep_beams) | {1, protocol.beam})
+    beams = measure(protocol).beams
     for i, arm in enumerate(arm_descriptions(protocol)):
         rows = runs[runs["arm"] == arm]
         if rows.empty:
