@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from kdrepro.data import Data
 from kdrepro.measures import Measure
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
+from kdrepro.train import History
 
 PROFILE_VARIABLE = "KDREPRO_PROFILE"
 DEVICE_VARIABLE = "KDREPRO_DEVICE"
@@ -76,8 +78,23 @@ class Experiment:
             teacher = None if arm.teacher is None else self.train(arm.teacher, data)
             self._trained[digest] = self.cache.model(
                 self.paper.id, key, lambda: arm.net.build(arm.seed, data).to(self.device),
-                lambda model: train_arm(arm, model, data, teacher))
+                lambda model: self._keep_histories(key, train_arm(arm, model, data, teacher)))
         return self._trained[digest]
+
+    def histories(self, arm: Arm, data: Data) -> list[History]:
+        """How `arm` was trained, one `History` per stage (each epoch's loss and its terms, the seconds): kept in
+        the cache beside its model when it was trained."""
+        self.train(arm, data)
+        key = self.model_key(arm, data)
+
+        def missing() -> dict[str, Any]:
+            raise FileNotFoundError(f"{arm.name} seed {arm.seed}: its model was cached without its training history "
+                                    f"(by an older checkout); delete {self.cache.root / 'models'} to train it again")
+
+        return [History(**stage) for stage in self.cache.record(f"{self.paper.id}-history", key, missing)["stages"]]
+
+    def _keep_histories(self, key: dict[str, Any], histories: list[History]) -> None:
+        self.cache.record(f"{self.paper.id}-history", key, lambda: {"stages": [asdict(h) for h in histories]})
 
     def run(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so

@@ -6,20 +6,27 @@ the code fingerprint, whose code) key the cached record, so a run is never serve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdrepro.data import Data
+from kdrepro.data import Data, Split
 from kdrepro.models import count_multiply_adds, count_parameters
+from kdrepro.seeds import generator
 from kdrepro.train import classification_metrics, evaluate, predict_logits
 
 
 class Measure:
     def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
         raise NotImplementedError
+
+    def at(self, seed: int) -> Measure:
+        """This measure for a run at `seed`: itself, unless it draws random numbers (then from that seed's
+        streams, so two arms measured at one seed see the same draws)."""
+        return self
 
 
 @dataclass(frozen=True)
@@ -84,3 +91,93 @@ def shift_column(logits: Tensor, column: int, amount: float) -> Tensor:
     shifted = logits.clone()
     shifted[:, column] += amount
     return shifted
+
+
+# --- Born-Again Networks: what a student of its teacher's outputs alone inherits ------------------------------------
+
+@dataclass(frozen=True)
+class TrainingError(Measure):
+    """`Classification`, plus the error on the training split ("train_error"): where a teacher errs on its own
+    training images, a student of its outputs alone learns the error (Furlanello et al. 2018)."""
+
+    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
+        return {**Classification()(model, data), "train_error": evaluate(model, data.train)["error"]}
+
+
+# --- Deep Mutual Learning: a cohort's peers, and the width of a minimum ------------------------------------------
+
+@dataclass(frozen=True)
+class Peer(Measure):
+    """`measure` of the k-th peer (from 1) of a trained `schemes.Cohort`, evaluated on its own."""
+
+    k: int
+    measure: Measure
+
+    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
+        return self.measure(model.peers[self.k - 1], data)
+
+    def at(self, seed: int) -> Measure:
+        return replace(self, measure=self.measure.at(seed))
+
+
+@dataclass(frozen=True)
+class PeerMean(Measure):
+    """`measure` of every peer of a trained `schemes.Cohort`, each fraction it reads (an error, a loss rise: the
+    float readings; counts and lists are left out) averaged over the peers, and the test error of the cohort's
+    ensemble (the average of its peers' softmax outputs) as "ensemble_test_error"."""
+
+    measure: Measure
+
+    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
+        each = [self.measure(peer, data) for peer in model.peers]
+        mean = {name: sum(reading[name] for reading in each) / len(each) for name, value in each[0].items()
+                if isinstance(value, float)}
+        return {**mean, "ensemble_test_error": evaluate(model, data.test)["error"]}
+
+    def at(self, seed: int) -> Measure:
+        return replace(self, measure=self.measure.at(seed))
+
+
+@dataclass(frozen=True)
+class WeightNoise(Measure):
+    """`Classification`, plus the probe of a minimum's width (Zhang et al. 2018, section 4.4): the rise of the
+    training loss on the first `images` training images when every weight gets Gaussian noise of std sigma, for
+    each of `sigmas` ("noise_loss_rises"), and at `sigma`, the one a claim reads ("noise_loss_rise"). The noise is
+    drawn from the run's seed: models measured at one seed see the same noise (their comparison is paired)."""
+
+    sigmas: tuple[float, ...]
+    sigma: float
+    draws: int
+    images: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sigma not in self.sigmas:
+            raise ValueError(f"WeightNoise(sigma={self.sigma}) must be one of sigmas={self.sigmas}")
+
+    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
+        images = data.train.subset(torch.arange(min(self.images, len(data.train)), device=data.train.y.device))
+        rises = [loss_under_weight_noise(model, images, sigma, self.draws, self.seed) for sigma in self.sigmas]
+        return {**Classification()(model, data), "noise_loss_rise": rises[self.sigmas.index(self.sigma)],
+                "noise_loss_rises": rises}
+
+    def at(self, seed: int) -> Measure:
+        return replace(self, seed=seed)
+
+
+@torch.no_grad()
+def loss_under_weight_noise(model: nn.Module, split: Split, sigma: float, draws: int, seed: int) -> float:
+    """Mean rise of the cross-entropy on `split` (in evaluation mode) when every weight gets independent
+    N(0, sigma^2) noise, over `draws` noise samples; the model is left unchanged. The samples come from the stream
+    "weight noise" of `seed`, the same for every sigma: the curves over sigma are smooth, one draw scaled."""
+    clean = F.cross_entropy(predict_logits(model, split.x), split.y).item()
+    noise = generator(seed, "weight noise", device=split.x.device)
+    saved = [p.detach().clone() for p in model.parameters()]
+    rises = []
+    for _ in range(draws):
+        for p in model.parameters():
+            p.add_(sigma * torch.randn(p.shape, generator=noise, device=p.device))
+        rises.append(F.cross_entropy(predict_logits(model, split.x), split.y).item() - clean)
+        for p, original in zip(model.parameters(), saved):
+            p.copy_(original)
+    return sum(rises) / draws

@@ -1,4 +1,5 @@
-"""The Born-Again Networks experiment end to end on tiny CIFAR-100 files: the `paper` profile's code path."""
+"""The Born-Again Networks experiment end to end on tiny CIFAR-100 files (the `paper` profile's code path), its
+arms as data, and the measures it reads."""
 
 import json
 from dataclasses import replace
@@ -9,12 +10,17 @@ import torch
 from conftest import write_cifar
 from tiny_profiles import use_paper_profile
 
+from kdrepro.arms import Net
+from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import born_again
+from kdrepro.measures import Classification, TrainingError
+from kdrepro.objectives.response import BornAgain, ConfidenceWeighted, DarkKnowledgePermuted
 from kdrepro.report import build_summary
-from kdrepro.schemes import BornAgain
+from kdrepro.schemes import Cohort
 
 TINY_WRN = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 4}
+EVERY_ARM = {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp", "ban_1_labels"}
 
 
 @pytest.fixture
@@ -26,18 +32,24 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     return use_paper_profile(monkeypatch, born_again, tiny)
 
 
+def run_every_arm(exp: Experiment, data: Data) -> None:
+    arms, measure = born_again.arms(exp.protocol), born_again.measure(exp.protocol)
+    exp.run_arms(list(arms.values()), data, measure)
+    born_again.run_ensemble(exp, "bane", [arms[f"ban_{k}"] for k in (1, 2, 3)], data, measure)
+
+
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment(born_again, "paper")
-    run = born_again.BornAgainNetworks(exp, born_again.load(exp.protocol))
-    assert run.data.name == "cifar100" and run.data.input_shape == (3, 32, 32)
-    for seed in exp.protocol.seeds:
-        run.arms(seed)
+    data = born_again.load(exp.protocol).to(exp.device)
+    assert data.name == "cifar100" and data.input_shape == (3, 32, 32)
+    run_every_arm(exp, data)
     runs = exp.runs
-    assert set(runs["arm"]) == {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp", "ban_1_labels"}
-    assert set(runs.groupby("arm")["seed"].count()) == {2}
-    assert runs["test_error"].between(0, 1).all()
+    assert set(runs["arm"]) == EVERY_ARM and set(runs.groupby("arm")["seed"].count()) == {2}
+    assert runs["test_error"].between(0, 1).all() and runs["train_error"].between(0, 1).all()
     single = runs[runs["arm"] == "ban_1"]["parameters"].iloc[0]
     assert runs[runs["arm"] == "bane"]["parameters"].iloc[0] == 3 * single
+    # teacher, three generations and three more first-generation students, at each seed; BANE trains nothing
+    assert len(list((isolated / "cache" / "models").iterdir())) == 2 * 7
     table = born_again.results_table(runs, exp.protocol)
     figures = {"generations": born_again.plot_generations(runs, exp.protocol)}
     folder = exp.save(table, exp.judge(born_again.CLAIMS), figures, notes=born_again.DEPARTURES)
@@ -46,31 +58,49 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert len(json.loads((folder / "claims.json").read_text())) == len(born_again.CLAIMS)
     assert len(pd.read_csv(folder / "runs.csv")) == len(runs)
     assert "born_again/README.md" in build_summary("paper").read_text()
+    shown = born_again.show_dark_knowledge_permutation(exp.train(born_again.arms(exp.protocol)["teacher"], data),
+                                                       data, seed=0)
+    assert shown["DKPP target"].sum() == pytest.approx(1, abs=1e-3) and len(shown) == 100
 
 
-def test_generations_are_trained_once_and_taught_by_their_predecessor_module(tiny_paper_profile, isolated,
-                                                                             monkeypatch):
-    exp = Experiment(born_again, "paper")
-    run = born_again.BornAgainNetworks(exp, born_again.load(exp.protocol))
-    teachers = []
-    original = BornAgain.__init__
-
-    def spy(self, teacher, *args, **kwargs):
-        teachers.append(teacher)
-        original(self, teacher, *args, **kwargs)
-
-    monkeypatch.setattr(BornAgain, "__init__", spy)
-    chain = run.chain(0)
-    # augmented batches: each generation reads its predecessor itself, called on every batch
-    assert len(chain) == 4 and len(teachers) == 3
-    assert all(isinstance(t, torch.nn.Module) for t in teachers)
-    assert all(torch.equal(t.state_dict()["fc.weight"], c.state_dict()["fc.weight"])
-               for t, c in zip(teachers, chain[:-1]))
-    again = run.chain(0)
-    assert len(teachers) == 3  # the second chain is read from the cache
-    assert torch.equal(again[3].state_dict()["fc.weight"], chain[3].state_dict()["fc.weight"])
+def test_generations_chain_from_the_teacher_and_the_ablations_share_generation_ones_start():
+    p = born_again.PROFILES["cpu"]
+    arms = born_again.arms(p)
+    assert list(arms) == ["teacher", "ban_1", "ban_2", "ban_3", "cwtm", "dkpp", "ban_1_labels"]
+    assert arms["teacher"].teacher is None and arms["teacher"].net == Net(p.network, "teacher")
+    for k in (1, 2, 3):
+        assert arms[f"ban_{k}"].teacher == arms["teacher" if k == 1 else f"ban_{k - 1}"]
+        assert arms[f"ban_{k}"].objective == BornAgain(p.hard_weight)
+    assert len({arms[name].net.init for name in ("teacher", "ban_1", "ban_2", "ban_3")}) == 4  # fresh weights
+    for name, objective in (("cwtm", ConfidenceWeighted()), ("dkpp", DarkKnowledgePermuted(p.hard_weight)),
+                            ("ban_1_labels", BornAgain(p.labels_weight))):
+        assert arms[name] == replace(arms["ban_1"], name=name, objective=objective)
+    assert {arm.recipe for arm in arms.values()} == {p.recipe}
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    arms = set(born_again.arm_descriptions(born_again.PROFILES["cpu"]))
+    arms = set(born_again.arms(born_again.PROFILES["cpu"])) | {"bane"}
+    assert set(born_again.arm_descriptions(born_again.PROFILES["cpu"])) == arms == EVERY_ARM
     assert all(c.better in arms and c.worse in arms for c in born_again.CLAIMS)
+
+
+def test_training_error_adds_the_error_on_the_training_split():
+    x = torch.eye(4).reshape(4, 1, 2, 2)
+    train, test = Split(x, torch.tensor([0, 1, 2, 3])), Split(x, torch.tensor([0, 1, 2, 0]))
+    data = Data("toy", train, test, test, tuple("abcd"))
+    identity = torch.nn.Flatten()  # predicts the class of the one bright pixel
+    assert TrainingError()(identity, data) == {**Classification()(identity, data), "train_error": 0.0}
+    assert TrainingError()(identity, data)["test_error"] == 0.25
+
+
+def test_the_ensemble_of_generations_is_read_as_one_model():
+    x = torch.eye(3).reshape(3, 1, 1, 3)
+    split = Split(x, torch.tensor([0, 1, 2]))
+    data = Data("toy", split, split, split, tuple("abc"))
+    sure_of_0 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    with torch.no_grad():  # outputs class 0 with logit 4 for every image, whatever it shows
+        sure_of_0[1].weight.zero_()
+        sure_of_0[1].bias.copy_(torch.tensor([4.0, 0.0, 0.0]))
+    right = torch.nn.Flatten()  # the one bright pixel, logit 1: its own class, less sure
+    assert TrainingError()(Cohort([right, right]), data)["test_error"] == 0.0
+    assert TrainingError()(Cohort([sure_of_0, right]), data)["test_error"] == pytest.approx(2 / 3)

@@ -1,4 +1,5 @@
-"""The Deep Mutual Learning experiment end to end on tiny CIFAR-100 files: the `paper` profile's code path."""
+"""The Deep Mutual Learning experiment end to end on tiny CIFAR-100 files (the `paper` profile's code path), and
+the measures it reads its cohorts with."""
 
 import json
 from dataclasses import replace
@@ -9,14 +10,19 @@ import torch
 from conftest import write_cifar
 from tiny_profiles import use_paper_profile
 
-from kdrepro.data import Split
+from kdrepro.arms import Net
+from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import dml
+from kdrepro.measures import Classification, Peer, PeerMean, WeightNoise, loss_under_weight_noise
 from kdrepro.models import build, mlp
 from kdrepro.report import build_summary
+from kdrepro.schemes import Cohort, CohortNet
 
 TINY_A = {"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}
 TINY_B = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 4}
+EVERY_ARM = {"independent_a", "independent_b", "dml_aa", "dml_aa_1", "dml_aa_2", "dml_ab", "dml_ab_1", "dml_ab_2",
+             "dml_aaa", "dml_aaa_1", "dml_aaa_2", "dml_aaa_3"}
 
 
 @pytest.fixture
@@ -31,25 +37,23 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment(dml, "paper")
-    run = dml.DeepMutualLearning(exp, dml.load(exp.protocol))
-    assert run.data.name == "cifar100" and run.data.input_shape == (3, 32, 32) and len(run.data.train) == 200
+    data = dml.load(exp.protocol).to(exp.device)
+    assert data.name == "cifar100" and data.input_shape == (3, 32, 32) and len(data.train) == 200
     assert exp.protocol.recipe.augments  # crops and flips, as the paper trains
-    for seed in exp.protocol.seeds:
-        for role in ("a", "b"):
-            run.independent_arm(role, seed)
-        for cohort in dml.COHORTS:
-            run.cohort_arm(cohort, seed)
+    dml.run_arms(exp, dml.arms(exp.protocol), data, dml.measures(exp.protocol))
     runs = exp.runs
-    expected = {"independent_a", "independent_b", "dml_aa", "dml_aa_1", "dml_aa_2", "dml_ab", "dml_ab_1", "dml_ab_2",
-                "dml_aaa", "dml_aaa_1", "dml_aaa_2", "dml_aaa_3"}
-    assert set(runs["arm"]) == expected and set(runs.groupby("arm")["seed"].count()) == {2}
+    assert set(runs["arm"]) == EVERY_ARM and set(runs.groupby("arm")["seed"].count()) == {2}
     assert runs["test_error"].between(0, 1).all()
     pair = runs[runs["arm"].isin(["dml_aa_1", "dml_aa_2"])].groupby("seed")["test_error"].mean()
     assert pair.tolist() == pytest.approx(runs[runs["arm"] == "dml_aa"].sort_values("seed")["test_error"].tolist())
+    assert runs[runs["arm"] == "dml_aa"]["ensemble_test_error"].between(0, 1).all()
     curves = runs[runs["arm"] == "dml_aaa_3"]["train_loss"].tolist()
     assert all(len(c) == 2 for c in curves)
+    assert runs[runs["arm"] == "dml_ab_2"]["network"].tolist() == ["b", "b"]
     assert runs[runs["arm"] == "dml_ab_2"]["parameters"].iloc[0] == sum(
         p.numel() for p in build(TINY_B, 100).parameters())
+    probed = set(runs[runs["noise_loss_rise"].notna()]["arm"])
+    assert probed == {"independent_a", "dml_aa", "dml_aa_1", "dml_aa_2"}
     table = dml.results_table(runs, exp.protocol)
     figures = {"learning_curves": dml.plot_learning_curves(runs), "weight_noise": dml.plot_weight_noise(
         runs, exp.protocol), "arms": dml.plot_arms(runs, exp.protocol)}
@@ -61,40 +65,101 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert "dml/README.md" in build_summary("paper").read_text()
 
 
-def test_a_peer_and_its_lone_self_start_from_the_same_weights(tiny_paper_profile, isolated):
-    exp = Experiment(dml, "paper")
-    run = dml.DeepMutualLearning(exp, dml.load(exp.protocol))
-    alone, first, second = run.network("a", 3), run.network("a", 3, 0), run.network("a", 3, 1)
-    assert all(torch.equal(p, q) for p, q in zip(alone.parameters(), first.parameters()))
-    assert not torch.equal(next(alone.parameters()), next(second.parameters()))
+def test_a_cohort_trains_once_and_its_learning_curves_come_back_from_the_cache(tiny_paper_profile, isolated):
+    first = Experiment(dml, "paper")
+    data = dml.load(first.protocol).to(first.device)
+    arms = {name: arm for name, arm in dml.arms(first.protocol).items() if name.startswith("dml_aa_")}
+    dml.run_arms(first, arms, data, dml.measures(first.protocol))
+    assert len(list((isolated / "cache" / "models").iterdir())) == 2  # one cohort, at each of two seeds
+    history = first.histories(arms["dml_aa_1"].at(0), data)[0]
+    assert set(history.terms) == {"ce_1", "kl_1", "ce_2", "kl_2"}
+    second = Experiment(dml, "paper")
+    assert second.histories(arms["dml_aa_1"].at(0), data) == [history]
+    dml.run_arms(second, arms, data, dml.measures(second.protocol))
+    pd.testing.assert_frame_equal(second.runs, first.runs)
+    row = second.runs.query("arm == 'dml_aa_2' and seed == 0").iloc[0]
+    assert row["train_loss"] == history.terms["ce_2"]
+
+
+def test_a_peer_and_its_lone_self_start_from_the_same_weights():
+    p = dml.PROFILES["smoke"]
+    arms, data = dml.arms(p), toy_data(shape=(1, 14, 14))
+    alone = arms["independent_a"].net.build(3, data)
+    for cohort in ("dml_aa", "dml_ab", "dml_aaa"):
+        peers = arms[cohort].net.build(3, data).peers
+        assert all(torch.equal(p, q) for p, q in zip(alone.parameters(), peers[0].parameters()))
+    pair, trio = arms["dml_aa"].net.build(3, data).peers, arms["dml_aaa"].net.build(3, data).peers
+    assert not torch.equal(next(alone.parameters()), next(pair[1].parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(pair[1].parameters(), trio[1].parameters()))
+    mixed = arms["dml_ab"].net.build(3, data).peers[1]
+    assert all(torch.equal(p, q) for p, q in zip(arms["independent_b"].net.build(3, data).parameters(),
+                                                 mixed.parameters()))
+
+
+def test_a_cohorts_arms_are_one_model_read_as_the_mean_and_as_each_peer():
+    p = dml.PROFILES["cpu"]
+    arms, measures = dml.arms(p), dml.measures(p)
+    assert arms["dml_aaa"].key() == arms["dml_aaa_1"].key() == arms["dml_aaa_3"].key()
+    assert arms["dml_ab"].net == CohortNet((Net(p.network_a, "a"), Net(p.network_b, "b")))
+    assert arms["dml_aaa"].net.peers[2] == Net(p.network_a, "a#3")
+    probe = WeightNoise(p.noise_sigmas, p.noise_sigma, p.noise_draws, p.noise_images)
+    assert measures["dml_aa_2"] == Peer(2, probe) and measures["dml_aa"] == PeerMean(probe)
+    assert measures["dml_ab_1"] == Peer(1, Classification()) and measures["independent_a"] == probe
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    arms = set(dml.arm_descriptions(dml.PROFILES["cpu"])) | {f"{c}_{k}" for c, r in dml.COHORTS.items()
-                                                              for k in range(1, len(r) + 1)}
+    arms = set(dml.arms(dml.PROFILES["cpu"]))
+    assert arms == EVERY_ARM and set(dml.measures(dml.PROFILES["cpu"])) == arms
+    assert set(dml.arm_descriptions(dml.PROFILES["cpu"])) <= arms
     assert all(c.better in arms and c.worse in arms for c in dml.CLAIMS)
 
 
+# --- the measures ---------------------------------------------------------------------------------------------------
+
+def toy_data(n: int = 40, shape: tuple[int, ...] = (1, 4, 4), classes: int = 3) -> Data:
+    x = torch.randn(n, *shape, generator=torch.Generator().manual_seed(0))
+    split = Split(x, torch.arange(n) % classes)
+    return Data("toy", split, split, split, tuple("abc"[:classes]))
+
+
+def small_net(seed: int) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return mlp((1, 4, 4), (8,), 3)
+
+
 def test_weight_noise_of_zero_raises_nothing_and_the_model_is_left_unchanged():
-    torch.manual_seed(0)
-    model = mlp((1, 4, 4), (8,), 3)
-    split = Split(torch.randn(40, 1, 4, 4), torch.randint(0, 3, (40,)))
+    model, split = small_net(0), toy_data().train
     before = [p.clone() for p in model.parameters()]
-    assert dml.loss_under_weight_noise(model, split, 0.0, draws=2) == pytest.approx(0.0, abs=1e-6)
-    assert dml.loss_under_weight_noise(model, split, 0.5, draws=2) != pytest.approx(0.0, abs=1e-3)
+    assert loss_under_weight_noise(model, split, 0.0, draws=2, seed=0) == pytest.approx(0.0, abs=1e-6)
+    assert loss_under_weight_noise(model, split, 0.5, draws=2, seed=0) != pytest.approx(0.0, abs=1e-3)
     assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
 
 
-def test_vectorised_peers_compute_what_each_peer_computes():
-    peers = [build(TINY_A, 10, 1) for _ in range(3)]
-    x = torch.randn(8, 1, 12, 12)
-    parameters, batched = dml.batched_peers(peers)
-    torch.testing.assert_close(batched(x), torch.stack([peer(x) for peer in peers]))
-    assert parameters["fc.weight"].shape[0] == 3 and parameters["fc.weight"].requires_grad
+def test_weight_noise_is_drawn_from_the_runs_seed():
+    model, split = small_net(0), toy_data().train
+    same = [loss_under_weight_noise(model, split, 0.3, draws=1, seed=seed) for seed in (1, 1, 2)]
+    assert same[0] == same[1] != same[2]
+    probe = WeightNoise((0.1, 0.3), 0.3, draws=1, images=40)
+    assert probe.at(2) == replace(probe, seed=2) and Peer(1, probe).at(2) == Peer(1, probe.at(2))
+    assert PeerMean(probe).at(2) == PeerMean(probe.at(2)) and Classification().at(2) == Classification()
+    reading = probe.at(2)(model, toy_data())
+    assert reading["noise_loss_rise"] == reading["noise_loss_rises"][1] == pytest.approx(same[2])
 
 
-def test_step_costs_reports_each_way_for_each_k():
-    rows = dml.step_costs(lambda: build(TINY_A, 10, 1), (1, 2), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]),
-                          repeats=1)
-    assert [r["peers K"] for r in rows] == [1, 2]
-    assert all(r["cohort, torch.func vmap"].endswith(" ms") for r in rows)
+def test_weight_noise_reads_one_of_its_sigmas():
+    with pytest.raises(ValueError, match="must be one of sigmas"):
+        WeightNoise((0.01, 0.02), 0.03, draws=1, images=10)
+
+
+def test_a_peer_is_read_on_its_own_and_the_mean_over_peers_with_the_ensemble():
+    first, second = small_net(0), small_net(1)
+    data = toy_data()
+    cohort = Cohort([first, second])
+    readings = [Classification()(peer, data) for peer in (first, second)]
+    assert Peer(2, Classification())(cohort, data) == readings[1]
+    mean = PeerMean(Classification())(cohort, data)
+    ensemble = (torch.softmax(first(data.test.x), 1) + torch.softmax(second(data.test.x), 1)).argmax(1)
+    assert mean == pytest.approx({"test_error": (readings[0]["test_error"] + readings[1]["test_error"]) / 2,
+                                  "val_error": (readings[0]["val_error"] + readings[1]["val_error"]) / 2,
+                                  "ensemble_test_error": (ensemble != data.test.y).float().mean().item()})

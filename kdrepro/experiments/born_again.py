@@ -6,31 +6,39 @@ becomes the next generation's teacher; the generations are also ensembled (BANE)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
+from kdrepro.experiment import Experiment
 from kdrepro.experiments.dml import describe
-from kdrepro.models import build, count_parameters
-from kdrepro.schemes import BornAgain, ensemble_logits, generations, permute_dark_knowledge, teacher_logits
-from kdrepro.train import CrossEntropy, Recipe, classification_metrics, fit, predict_logits
+from kdrepro.losses.response import permute_dark_knowledge
+from kdrepro.measures import Measure, TrainingError
+from kdrepro.objectives.response import BornAgain, ConfidenceWeighted, DarkKnowledgePermuted
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.paper import Comparison, Paper
+from kdrepro.schemes import Cohort, generations
+from kdrepro.seeds import generator
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe, predict_logits
 
 PAPER = Paper("born_again", "Furlanello, Lipton, Tschannen, Itti & Anandkumar 2018: Born-Again Neural Networks",
-              "07_born_again.ipynb", transferred="response", scheme="self")
+              "07_born_again.ipynb", transferred="response", scheme="self",
+              # the teacher is the scratch student here: born-again generations share its architecture
+              comparison=Comparison("BAN", "teacher", ("ban_1", "ban_2", "ban_3", "bane"), "test_error"))
 
 
 @dataclass(frozen=True)
 class Protocol:
     dataset: str
     train_size: int | None          # images of the official training set used for training (None: all the rest)
-    val_size: int                   # held out from it, unused by any arm
+    val_size: int                   # held out from it: measured (val_error), never used for a choice
     test_size: int | None           # official test images evaluated (None: all); smoke checks plumbing on fewer
     seeds: tuple[int, ...]
     network: str | dict             # every generation's architecture (a models.build name or family spec)
@@ -74,79 +82,31 @@ def load(protocol: Protocol) -> Data:
                      download=protocol.download, image_size=protocol.image_size).first_test(protocol.test_size)
 
 
-class BornAgainNetworks:
-    """A teacher and its born-again generations, each trained once per seed and cached."""
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed). The teacher (generation 0) learns from the
+    labels; generation k starts from weights of its own and learns from generation k - 1 alone, its teacher arm
+    (`schemes.generations`). CWTM, DKPP and BAN + L are first-generation students: generation 1's arm with
+    another objective, so the same initial weights and batches. Every network gets the same recipe."""
+    teacher = Arm("teacher", Net(p.network, "teacher"), CrossEntropy(), p.recipe)
+    chain = generations(teacher, BornAgain(p.hard_weight), p.generations, "ban")
+    first = chain[1]
+    return {**{arm.name: arm for arm in chain},
+            "cwtm": replace(first, name="cwtm", objective=ConfidenceWeighted()),
+            "dkpp": replace(first, name="dkpp", objective=DarkKnowledgePermuted(p.hard_weight)),
+            "ban_1_labels": replace(first, name="ban_1_labels", objective=BornAgain(p.labels_weight))}
 
-    def __init__(self, experiment: Experiment, data: Data):
-        self.exp, self.protocol = experiment, experiment.protocol
-        self.data = data.to(experiment.device)
-        self.data_key = data.key()
 
-    def chain(self, seed: int) -> list[nn.Module]:
-        """[teacher, generation 1, ..., generation G]: each generation taught by its predecessor alone."""
-        return generations(self.teacher(seed), self.protocol.generations,
-                           lambda predecessor, k: self.student(seed, k, predecessor))
+def measure(p: Protocol) -> Measure:
+    """Every arm's reading, the ensemble's too: test error, and the error on the training split."""
+    return TrainingError()
 
-    def teacher(self, seed: int) -> nn.Module:
-        def train(model):
-            fit(model, CrossEntropy(), self.data.train, self.protocol.recipe, seed=seed * 100,
-                name=f"teacher seed {seed}")
 
-        return self.exp.model("ban-teacher", self._config(seed, 0, "teacher"), lambda: self._build(seed, 0), train)
-
-    def student(self, seed: int, k: int, predecessor: nn.Module, variant: str = "ban",
-                hard_weight: float | None = None) -> nn.Module:
-        """Generation k, trained on `predecessor`'s outputs (its logits on the training split, computed once,
-        when the inputs never change between epochs; the frozen predecessor itself on augmented batches).
-        CWTM, DKPP and BAN + L students are generation-1 students with the same initial weights and batches as
-        BAN's; `hard_weight` (default: the protocol's) weighs the label term."""
-        hard_weight = self.protocol.hard_weight if hard_weight is None else hard_weight
-
-        def train(model):
-            targets = predecessor if self.protocol.recipe.augments else teacher_logits(predecessor,
-                                                                                        self.data.train.x)
-            objective = BornAgain(targets, variant, hard_weight, seed=seed)
-            fit(model, objective, self.data.train, self.protocol.recipe, seed=seed * 100 + k,
-                name=f"{variant} generation {k} seed {seed}")
-
-        return self.exp.model(f"ban-{variant}-{k}", self._config(seed, k, variant, hard_weight),
-                              lambda: self._build(seed, k), train)
-
-    def arms(self, seed: int) -> None:
-        """Record the teacher, every generation, the ensemble of generations, and both ablations at `seed`."""
-        names = ["teacher"] + [f"ban_{k}" for k in range(1, self.protocol.generations + 1)]
-        for k, name in enumerate(names):
-            self.exp.run_config(name, seed, self._config(seed, k, "ban" if k else "teacher"),
-                         lambda k=k: self._metrics([self.chain(seed)[k]]))
-        self.exp.run_config("bane", seed, self._config(seed, self.protocol.generations, "bane"),
-                     lambda: self._metrics(self.chain(seed)[1:]))
-        for variant in ("cwtm", "dkpp"):
-            self.exp.run_config(variant, seed, self._config(seed, 1, variant),
-                         lambda variant=variant: self._metrics([self.student(seed, 1, self.teacher(seed), variant)]))
-        weight = self.protocol.labels_weight
-        self.exp.run_config("ban_1_labels", seed, self._config(seed, 1, "ban", weight),
-                     lambda: self._metrics([self.student(seed, 1, self.teacher(seed), hard_weight=weight)]))
-
-    def _build(self, seed: int, k: int) -> nn.Module:
-        torch.manual_seed(seed * 100 + k)  # every generation starts from fresh weights of its own
-        return build(self.protocol.network, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
-
-    def _config(self, seed: int, k: int, variant: str, hard_weight: float | None = None) -> dict:
-        p = self.protocol
-        weight = p.hard_weight if hard_weight is None else hard_weight
-        return {"data": self.data_key, "network": p.network, "recipe": asdict(p.recipe), "seed": seed,
-                "generation": k, "variant": variant, "hard_weight": weight}
-
-    def _metrics(self, models: list[nn.Module]) -> dict:
-        """Test error of one model, or of the ensemble (averaged softmax) of several; the training split's error
-        too: where a teacher errs on its own training images, a student of its outputs alone learns the error."""
-        def error(split):
-            logits = ensemble_logits([predict_logits(m, split.x) for m in models])
-            return classification_metrics(logits, split.y)
-
-        test = error(self.data.test)
-        return {"test_error": test["error"], "test_errors": test["errors"],
-                "train_error": error(self.data.train)["error"], "parameters": sum(count_parameters(m) for m in models)}
+def run_ensemble(exp: Experiment, name: str, members: list[Arm], data: Data, measure: Measure) -> None:
+    """The ensemble of `members` at every seed of the profile (their trained models as one `schemes.Cohort`,
+    which predicts the average of their softmax outputs), read by `measure` and recorded as arm `name`: BANE."""
+    print(f"{name}: the ensemble of {', '.join(arm.name for arm in members)}")
+    for seed in exp.protocol.seeds:
+        exp.record(name, seed, measure(Cohort([exp.train(arm.at(seed), data) for arm in members]), data))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
@@ -198,10 +158,11 @@ def plot_generations(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
     return figure
 
 
-def show_dark_knowledge_permutation(teacher: nn.Module, data: Data, index: int = 0) -> pd.DataFrame:
-    """One test image's teacher probabilities beside a DKPP permutation of them: argmax kept, the rest shuffled."""
+def show_dark_knowledge_permutation(teacher: nn.Module, data: Data, seed: int, index: int = 0) -> pd.DataFrame:
+    """One test image's teacher probabilities beside a DKPP permutation of them (argmax kept, the rest shuffled),
+    drawn from the stream "permutation shown" of `seed`."""
     probabilities = torch.softmax(predict_logits(teacher, data.test.x[index: index + 1]), dim=-1)
-    permuted = permute_dark_knowledge(probabilities, torch.Generator().manual_seed(0))
+    permuted = permute_dark_knowledge(probabilities, generator(seed, "permutation shown"))
     return pd.DataFrame({"class": data.classes, "teacher": probabilities[0].cpu().numpy().round(4),
                          "DKPP target": permuted[0].cpu().numpy().round(4)})
 
@@ -223,6 +184,7 @@ DEPARTURES = """
 - CWTM and DKPP students are first-generation students (taught by the teacher), with the same initial weights
   and batches as generation 1 of BAN.
 - BANE averages the softmax outputs of generations 1..3 (the teacher is left out).
-- Each generation starts from fresh random weights and its own data order (seeded by seed and generation).
+- Each generation starts from fresh random weights of its own (its own initialisation stream); every network
+  of a seed sees the batches in the same order.
 - Every number is the last epoch's, never the best epoch's.
 """

@@ -6,33 +6,34 @@ predictions; no peer is a pre-trained teacher.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, stack_module_state
 
-from kdrepro.paper import Paper
+from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim
-from kdrepro.data import Data, Split, load_data
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
-from kdrepro.models import build, count_parameters
-from kdrepro.schemes import Cohort, MutualLearning, mutual_learning_losses
-from kdrepro.train import CrossEntropy, Recipe, evaluate, fit, predict_logits
+from kdrepro.data import Data, load_data
+from kdrepro.experiment import Experiment
+from kdrepro.measures import Classification, Measure, Peer, PeerMean, WeightNoise
+from kdrepro.objectives.response import MutualLearning
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.paper import Comparison, Paper
+from kdrepro.schemes import CohortNet
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import History, Recipe
 
 PAPER = Paper("dml", "Zhang, Xiang, Hospedales & Lu 2018: Deep Mutual Learning",
-              "06_dml.ipynb", transferred="response", scheme="online")
+              "06_dml.ipynb", transferred="response", scheme="online",
+              comparison=Comparison("DML", "independent_a", ("dml_aa", "dml_ab_1", "dml_aaa"), "test_error"))
 
 
 @dataclass(frozen=True)
 class Protocol:
     dataset: str
     train_size: int | None            # images of the official training set used for training (None: all the rest)
-    val_size: int                     # held out from it, unused by any arm (kept for symmetry with other papers)
+    val_size: int                     # held out from it: measured (val_error), never used for a choice
     test_size: int | None             # official test images evaluated (None: all); smoke checks plumbing on fewer
     seeds: tuple[int, ...]
     network_a: str | dict             # a models.build architecture: a published name or a family spec
@@ -92,131 +93,68 @@ def load(protocol: Protocol) -> Data:
                      download=protocol.download, image_size=protocol.image_size).first_test(protocol.test_size)
 
 
-class DeepMutualLearning:
-    """Networks trained alone and the same networks (same initial weights, same batches) trained as cohorts."""
-
-    def __init__(self, experiment: Experiment, data: Data):
-        self.exp, self.protocol = experiment, experiment.protocol
-        self.data = data.to(experiment.device)
-        self.data_key = data.key()
-        self.steps_per_epoch = -(-len(self.data.train) // self.protocol.recipe.batch_size)
-
-    def network(self, role: str, seed: int, occurrence: int = 0) -> nn.Module:
-        """Network `role` ("a" or "b") initialised from (seed, role, occurrence): the first "a" of every cohort
-        starts from the weights the independent "a" starts from, so a peer and its lone self are seed-paired."""
-        torch.manual_seed(seed * 1000 + occurrence * 10 + "ab".index(role))
-        architecture = self.protocol.network_a if role == "a" else self.protocol.network_b
-        return build(architecture, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
-
-    def independent_arm(self, role: str, seed: int) -> dict:
-        def compute():
-            model = self.network(role, seed)
-            history = fit(model, CrossEntropy(), self.data.train, self.protocol.recipe, seed=seed,
-                          name=f"{role} alone seed {seed}")
-            return {**self._measure(model, probe=role == "a"), "train_loss": history.loss, "seconds": history.seconds}
-
-        return self.exp.run_config(f"independent_{role}", seed, self._config(("independent", role)), compute)
-
-    def cohort_arm(self, cohort: str, seed: int) -> dict:
-        """Train the cohort; record each peer as an arm "<cohort>_<k>" and their mean as "<cohort>"."""
-        roles = COHORTS[cohort]
-
-        def compute():
-            peers = [self.network(role, seed, roles[:k].count(role)) for k, role in enumerate(roles)]
-            objective = MutualLearning()
-            history = fit(Cohort(peers), objective, self.data.train, self.protocol.recipe, seed=seed,
-                          name=f"{cohort} seed {seed}")
-            curves = objective.curves(self.steps_per_epoch)
-            ensemble = evaluate(Cohort(peers), self.data.test)["error"]
-            probe = cohort == "dml_aa"  # the pair the wide-minima claim compares with network a alone
-            measured = [{**self._measure(peer, probe), "train_loss": curve} for peer, curve in zip(peers, curves)]
-            return {"peers": measured, "ensemble_test_error": ensemble, "seconds": history.seconds}
-
-        result = self.exp.run_config(cohort, seed, self._config(roles), compute)
-        peers = result["peers"]
-        for k, (role, peer) in enumerate(zip(roles, peers), start=1):
-            self.exp.record(f"{cohort}_{k}", seed, {**peer, "network": role})
-        mean = {metric: sum(p[metric] for p in peers) / len(peers) for metric in ("test_error", "noise_loss_rise")
-                if metric in peers[0]}
-        self.exp.record(cohort, seed, {**mean, "ensemble_test_error": result["ensemble_test_error"],
-                                       "seconds": result["seconds"]})
-        return result
-
-    def _config(self, kind: tuple[str, ...]) -> dict:
-        p = self.protocol
-        return {"data": self.data_key, "kind": kind, "network_a": p.network_a, "network_b": p.network_b,
-                "recipe": asdict(p.recipe), "noise": (p.noise_sigmas, p.noise_draws, p.noise_images)}
-
-    def _measure(self, model: nn.Module, probe: bool) -> dict:
-        """Test error; with `probe`, the rise of the training loss under weight noise too."""
-        p = self.protocol
-        metrics = {"test_error": evaluate(model, self.data.test)["error"], "parameters": count_parameters(model)}
-        if probe:
-            images = self.data.train.subset(torch.arange(min(p.noise_images, len(self.data.train))))
-            rises = [loss_under_weight_noise(model, images, sigma, p.noise_draws) for sigma in p.noise_sigmas]
-            metrics.update(noise_loss_rise=rises[p.noise_sigmas.index(p.noise_sigma)], noise_loss_rises=rises)
-        return metrics
+def network(p: Protocol, role: str) -> str | dict:
+    """The architecture of network `role`: "a" or "b"."""
+    return {"a": p.network_a, "b": p.network_b}[role]
 
 
-@torch.no_grad()
-def loss_under_weight_noise(model: nn.Module, split: Split, sigma: float, draws: int, seed: int = 0) -> float:
-    """Mean rise of the training cross-entropy when every weight gets independent N(0, sigma^2) noise (the
-    paper's section 4.4 probe of a minimum's width), over `draws` noise samples; the model is left unchanged."""
-    clean = F.cross_entropy(predict_logits(model, split.x), split.y).item()
-    noise = torch.Generator(device=split.x.device).manual_seed(seed)
-    saved = [p.detach().clone() for p in model.parameters()]
-    rises = []
-    for _ in range(draws):
-        for p in model.parameters():
-            p.add_(sigma * torch.randn(p.shape, generator=noise, device=p.device))
-        rises.append(F.cross_entropy(predict_logits(model, split.x), split.y).item() - clean)
-        for p, original in zip(model.parameters(), saved):
-            p.copy_(original)
-    return sum(rises) / draws
+def peer_nets(p: Protocol, roles: tuple[str, ...]) -> tuple[Net, ...]:
+    """A cohort's peers: the first of each architecture has the init name of that network trained alone ("a",
+    "b"), so it starts from the same weights; the second and third have their own ("a#2", "a#3")."""
+    return tuple(Net(network(p, role), role if not roles[:k].count(role) else f"{role}#{roles[:k].count(role) + 1}")
+                 for k, role in enumerate(roles))
 
 
-# --- cost of a cohort: K peers against K separate models, and peers batched with torch.func ----------------------
-
-def batched_peers(peers: list[nn.Module]):
-    """One forward for K peers of one architecture: their weights stacked, the network vectorised over them
-    with torch.func.vmap. Returns (stacked parameters to optimise, a function x -> (K, N, C) logits)."""
-    parameters, buffers = stack_module_state(peers)
-    skeleton = peers[0]
-
-    def one(weights, state, x):
-        return functional_call(skeleton, (weights, state), (x,))
-
-    return parameters, lambda x: torch.vmap(one, in_dims=(0, 0, None))(parameters, buffers, x)
-
-
-def step_costs(build_peer, ks: tuple[int, ...], x, y, repeats: int = 5) -> list[dict]:
-    """Seconds for one training step (forward, loss, backward) of K peers, three ways."""
-    rows = []
-    for k in ks:
-        peers = [build_peer() for _ in range(k)]
-        parameters, batched = batched_peers([build_peer() for _ in range(k)])
-
-        def separate():
-            for peer in peers:
-                F.cross_entropy(peer(x), y).backward()
-
-        def cohort():
-            mutual_learning_losses([peer(x) for peer in peers], y).sum().backward()
-
-        def vectorised():
-            mutual_learning_losses(list(batched(x)), y).sum().backward()
-
-        rows.append({"peers K": k, **{name: f"{_seconds(step, repeats) * 1000:.0f} ms" for name, step in (
-            ("K separate models", separate), ("cohort, K forwards", cohort), ("cohort, torch.func vmap", vectorised))}})
-    return rows
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed): each network alone on the labels, and each
+    cohort of COHORTS trained by mutual learning, all on the same recipe and, at a seed, the same batches. A
+    cohort is one model and several arms: "<cohort>" (read as the mean of its peers) and "<cohort>_<k>" (its k-th
+    peer) differ only in name, so it is trained once."""
+    alone = {f"independent_{role}": Arm(f"independent_{role}", Net(network(p, role), role), CrossEntropy(), p.recipe)
+             for role in ("a", "b")}
+    cohorts = {}
+    for cohort, roles in COHORTS.items():
+        arm = Arm(cohort, CohortNet(peer_nets(p, roles)), MutualLearning(), p.recipe)
+        cohorts[cohort] = arm
+        cohorts.update({f"{cohort}_{k}": replace(arm, name=f"{cohort}_{k}") for k in range(1, len(roles) + 1)})
+    return {**alone, **cohorts}
 
 
-def _seconds(step, repeats: int) -> float:
-    step()  # warm-up: first-call allocations
-    started = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - started) / repeats
+def measures(p: Protocol) -> dict[str, Measure]:
+    """Each arm's reading: test error; for network a alone and the peers of the a-a pair (the wide-minima claim
+    compares them), the rise of the training loss under weight noise too. A peer is read on its own (`Peer`), a
+    cohort's arm as the mean of its peers, with its ensemble's test error (`PeerMean`)."""
+    probe = WeightNoise(p.noise_sigmas, p.noise_sigma, p.noise_draws, p.noise_images)
+    readings: dict[str, Measure] = {"independent_a": probe, "independent_b": Classification()}
+    for cohort, roles in COHORTS.items():
+        each = probe if cohort == "dml_aa" else Classification()
+        readings[cohort] = PeerMean(each)
+        readings.update({f"{cohort}_{k}": Peer(k, each) for k in range(1, len(roles) + 1)})
+    return readings
+
+
+def run_arms(exp: Experiment, arms: dict[str, Arm], data: Data, measures: dict[str, Measure]) -> None:
+    """Each arm at every seed of the profile, its wiring printed first: measured by its measure at that seed (the
+    weight-noise probe draws from the seed's stream, so a network alone and its peers see the same noise), its row
+    completed from its training history (`history_columns`)."""
+    for arm in arms.values():
+        print(arm.describe())
+    for seed in exp.protocol.seeds:
+        for name, arm in arms.items():
+            result = exp.run(arm.at(seed), data, measures[name].at(seed))
+            exp.record(name, seed, {**result, **history_columns(name, exp.histories(arm.at(seed), data)[0])})
+
+
+def history_columns(arm: str, history: History) -> dict[str, object]:
+    """The training seconds, and for a network alone or a peer its learning curve, "train_loss": its training
+    cross-entropy in each epoch (a peer's own term "ce_k") and, for a peer, its network ("a" or "b")."""
+    cohort, _, k = arm.rpartition("_")
+    if arm in COHORTS:
+        return {"seconds": history.seconds}
+    if cohort in COHORTS:
+        return {"train_loss": history.terms[f"ce_{k}"], "network": COHORTS[cohort][int(k) - 1],
+                "seconds": history.seconds}
+    return {"train_loss": history.terms["ce"], "seconds": history.seconds}
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
