@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -30,6 +29,7 @@ from kdrepro.claims import (
     metric,
 )
 from kdrepro.experiment import PROFILE_VARIABLE
+from kdrepro.paper import Comparison
 from kdrepro.paths import results_dir
 
 TRANSFERRED = ("response", "feature", "relation", "sequence")
@@ -39,29 +39,8 @@ VERDICT_COLOURS = {REPRODUCED: "C2", NOT_REPRODUCED: "C3", INCONCLUSIVE: "0.5", 
                    NOT_EVALUATED: "0.75"}
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """How a paper enters the gains figure: its scratch student and the methods measured against it."""
-    name: str                  # short, for the map and the figure's panels
-    scratch: str               # the arm trained without any teacher, same architecture as the methods' students
-    methods: tuple[str, ...]   # arms whose gain over `scratch` is drawn
-    metric: str                # a column of runs.csv and a key of METRICS
-
-
-# Arms as runs.csv names them. Extras that answer another question (FitNets' one-stage variant, FSP's
-# third-of-the-budget pair, RKD's classification pair, the beam-5 decodes) stay in their own notebooks.
-COMPARISONS = {
-    "hinton_kd": Comparison("Hinton KD", "student", ("kd",), "test_error"),
-    "fitnets": Comparison("FitNets", "student", ("kd", "fitnet"), "test_error"),
-    "attention_transfer": Comparison("AT", "student", ("at", "kd", "at_kd"), "test_error"),
-    "fsp": Comparison("FSP", "student", ("fsp", "fitnets"), "test_error"),
-    "rkd": Comparison("RKD", "triplet", ("rkd_d", "rkd_a", "rkd_da"), "recall_at_1"),
-    "dml": Comparison("DML", "independent_a", ("dml_aa", "dml_ab_1", "dml_aaa"), "test_error"),
-    # the teacher is the scratch student here: born-again generations share its architecture
-    "born_again": Comparison("BAN", "teacher", ("ban_1", "ban_2", "ban_3", "bane"), "test_error"),
-    "seqkd": Comparison("Seq-KD", "baseline/greedy",
-                        ("word_kd/greedy", "seq_kd/greedy", "seq_inter/greedy", "seq_all/greedy"), "bleu"),
-}
+# each paper's own declaration (its module's PAPER), gathered in notebook order
+COMPARISONS: dict[str, Comparison] = {paper_id: paper.comparison for paper_id, paper in experiments.PAPERS.items()}
 
 
 def resolve_profile(requested: str) -> str:

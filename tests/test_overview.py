@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from kdrepro import experiments, overview
-from kdrepro.overview import Comparison, all_gains, paired_gains, plot_gains, summarise_gains
+from kdrepro.overview import all_gains, paired_gains, plot_gains, summarise_gains
+from kdrepro.paper import Comparison
 from kdrepro.paths import REPO_ROOT
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data
 from kdrepro.experiment import mean_std, runs_by_arm
@@ -29,7 +29,8 @@ from kdrepro.taps import forward_with_features
 from kdrepro.train import Recipe, fit
 
 PAPER = Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
-              "03_attention_transfer.ipynb", transferred="feature", scheme="offline")
+              "03_attention_transfer.ipynb", transferred="feature", scheme="offline",
+              comparison=Comparison("AT", "student", ("at", "kd", "at_kd"), "test_error"))
 
 GROUPS = (("block1", "block1"), ("block2", "block2"), ("block3", "block3"))   # (student, teacher) modules
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.experiment import mean_std, runs_by_arm
 from kdrepro.experiments import vision
@@ -25,7 +25,8 @@ from kdrepro.taps import feature_shapes
 from kdrepro.train import Recipe, Stage, fit, fit_stages
 
 PAPER = Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets",
-              "02_fitnets.ipynb", transferred="feature", scheme="offline")
+              "02_fitnets.ipynb", transferred="feature", scheme="offline",
+              comparison=Comparison("FitNets", "student", ("kd", "fitnet"), "test_error"))
 
 
 @dataclass(frozen=True)

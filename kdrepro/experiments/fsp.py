@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -28,7 +28,8 @@ from kdrepro.taps import feature_shapes
 from kdrepro.train import CrossEntropy, Recipe, Stage, evaluate, fit, fit_stages
 
 PAPER = Paper("fsp", "Yim, Joo, Bae & Kim 2017: A Gift from Knowledge Distillation (FSP)",
-              "04_fsp.ipynb", transferred="relation", scheme="offline")
+              "04_fsp.ipynb", transferred="relation", scheme="offline",
+              comparison=Comparison("FSP", "student", ("fsp", "fitnets"), "test_error"))
 
 
 @dataclass(frozen=True)

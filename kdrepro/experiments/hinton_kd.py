@@ -18,13 +18,14 @@ from kdrepro.losses.response import soft_targets
 from kdrepro.measures import BiasCorrected, Measure, OmittedClass  # noqa: F401  (the notebook measures with them)
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.plots import plot_arms  # noqa: F401  (the notebook draws its arms with it)
 from kdrepro.tables import mean_std, runs_by_arm
 from kdrepro.train import Recipe, predict_logits
 
 PAPER = Paper("hinton_kd", "Hinton, Vinyals & Dean 2015: Distilling the Knowledge in a Neural Network",
-              "01_hinton_kd.ipynb", transferred="response", scheme="offline")
+              "01_hinton_kd.ipynb", transferred="response", scheme="offline",
+              comparison=Comparison("Hinton KD", "student", ("kd",), "test_error"))
 
 
 @dataclass(frozen=True)

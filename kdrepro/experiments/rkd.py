@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from kdrepro import cub
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, Split, load_data
 from kdrepro.experiment import Experiment, mean_std, runs_by_arm
@@ -27,7 +27,8 @@ from kdrepro.schemes import FeatureDistillation, ResponseDistillation
 from kdrepro.train import CrossEntropy, Recipe, evaluate, fit
 
 PAPER = Paper("rkd", "Park, Kim, Lu & Cho 2019: Relational Knowledge Distillation",
-              "05_rkd.ipynb", transferred="relation", scheme="offline")
+              "05_rkd.ipynb", transferred="relation", scheme="offline",
+              comparison=Comparison("RKD", "triplet", ("rkd_d", "rkd_a", "rkd_da"), "recall_at_1"))
 
 KS = (1, 2, 4, 8)
 

@@ -16,7 +16,7 @@ from kdrepro.data import data_root
 from kdrepro.experiment import Experiment
 from kdrepro.objectives.sequence import WordKD
 from kdrepro.objectives.task import SequenceNLL
-from kdrepro.paper import Paper
+from kdrepro.paper import Comparison, Paper
 from kdrepro.seeds import derive
 from kdrepro.seq2seq import Seq2SeqNet
 from kdrepro.tables import mean_std, runs_by_arm
@@ -25,7 +25,9 @@ from kdrepro.translation import generate, load_corpus
 from kdrepro.translation_task import BleuAndSpeed, SeqInterTargets, SeqKDTargets, TranslationTask
 
 PAPER = Paper("seqkd", "Kim & Rush 2016: Sequence-Level Knowledge Distillation",
-              "08_seqkd.ipynb", transferred="sequence", scheme="offline")
+              "08_seqkd.ipynb", transferred="sequence", scheme="offline",
+              comparison=Comparison("Seq-KD", "baseline/greedy",
+                                     ("word_kd/greedy", "seq_kd/greedy", "seq_inter/greedy", "seq_all/greedy"), "bleu"))
 
 
 @dataclass(frozen=True)
