@@ -62,12 +62,14 @@ class Net:
 @dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method (FitNets: hints, then KD): an objective for `epochs` of the recipe,
-    with a fresh optimiser, starting from the weights the previous stage left. A stage with `rows` of its own learns
-    from that data view instead of the arm's (Kim & Rush's combination: the teacher's best translations, then its
-    Seq-Inter choices)."""
+    with a fresh optimiser, starting from the weights the previous stage left. A stage with a `recipe` of its own
+    is optimised by it instead (FSP's first stage: Adam on a loss of another scale), for `epochs`, and is not
+    counted in the arm's recipe's epochs. A stage with `rows` of its own learns from that data view instead of the
+    arm's (Kim & Rush's combination: the teacher's best translations, then its Seq-Inter choices)."""
 
     objective: Objective
     epochs: int
+    recipe: Recipe | None = None
     rows: DataView | None = None
 
 
@@ -123,9 +125,10 @@ class Arm:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.objective, tuple) and sum(stage.epochs for stage in self.objective) > self.recipe.epochs:
-            raise ValueError(f"arm {self.name!r}: its stages take {sum(s.epochs for s in self.objective)} epochs, "
-                             f"more than the recipe's {self.recipe.epochs}")
+        shared = sum(stage.epochs for stage in self.stages if stage.recipe is None)
+        if shared > self.recipe.epochs:
+            raise ValueError(f"arm {self.name!r}: its stages take {shared} epochs of its recipe, more than the "
+                             f"recipe's {self.recipe.epochs}")
 
     def at(self, seed: int) -> Arm:
         """The same arm (and its teachers) at `seed`."""
@@ -181,19 +184,26 @@ def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None,
         view = arm.rows if stage.rows is None else stage.rows
         train, rows = view.split(data, teacher, arm.seed)
         recipe = view.recipe(arm.recipe, len(data.train), len(train))
-        epochs = round(stage.epochs * recipe.epochs / arm.recipe.epochs)
-        stage_recipe = replace(recipe, epochs=max(1, epochs),
-                               milestones=tuple(m for m in recipe.milestones if m < epochs))
-        offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=recipe.augments)
+        stage_recipe = for_epochs(recipe if stage.recipe is None else stage.recipe,
+                                  round(stage.epochs * recipe.epochs / arm.recipe.epochs))
+        offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=stage_recipe.augments)
         histories.append(fit(model, stage.objective, train, stage_recipe, seed=derive(arm.seed, "stage", i),
-                             teacher=offline, name=f"{arm.name} seed {arm.seed}" + (f" stage {i + 1}" if i else "")))
+                             teacher=offline, val=data.val if stage_recipe.validation_curve else None,
+                             name=f"{arm.name} seed {arm.seed}" + (f" stage {i + 1}" if i else "")))
     return histories
 
 
+def for_epochs(recipe: Recipe, epochs: int) -> Recipe:
+    """`recipe` for `epochs` (at least one), keeping the milestones that fall inside them."""
+    epochs = max(1, epochs)
+    return replace(recipe, epochs=epochs, milestones=tuple(m for m in recipe.milestones if m < epochs))
+
+
 def _stage(stage: Stage) -> str:
-    """'Hints(...) for 5 epochs', with the stage's own data view when it has one."""
+    """'Hints(...) for 5 epochs', with the stage's own recipe and data view when it has them."""
+    own = "" if stage.recipe is None else f" of {_call(replace(stage.recipe, epochs=stage.epochs))}"
     view = "" if stage.rows is None else f" on {_call(stage.rows)}"
-    return f"{_call(stage.objective)}{view} for {stage.epochs} epochs"
+    return f"{_call(stage.objective)}{view} for {stage.epochs} epochs{own}"
 
 
 def _call(spec: Any) -> str:

@@ -39,7 +39,9 @@ class NonFiniteWeightsError(NonFiniteLossError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a model is optimised: everything that, with the seed and the data, determines the trained weights."""
+    """How a model is optimised: everything that, with the seed and the data, determines the trained weights;
+    and whether validation accuracy is recorded after every epoch on the way (a learning curve, which leaves the
+    weights as they would be without it)."""
 
     epochs: int
     batch_size: int = 128
@@ -54,6 +56,7 @@ class Recipe:
     clip_grad_norm: float | None = None  # cap on the gradient's global L2 norm, applied before each step
     crop_padding: int = 0             # random translation by up to this many pixels
     flip: bool = False                # random horizontal mirror
+    validation_curve: bool = False    # `arms.train_arm` hands `fit` the validation split
 
     def __post_init__(self) -> None:
         problems = [f"{name}={getattr(self, name)!r} must be a whole number" for name in ("epochs", "batch_size",

@@ -17,7 +17,7 @@ from kdrepro.objectives.task import CrossEntropy
 from kdrepro.paths import REPO_ROOT
 from kdrepro.schemes import Teacher
 from kdrepro.seeds import derive
-from kdrepro.train import Recipe, fit
+from kdrepro.train import Recipe, evaluate, fit
 
 RECIPE = Recipe(epochs=2, batch_size=8, lr=0.1)
 TEACHER = Arm("teacher", Net({"family": "mlp", "hidden": [8]}, "teacher"), CrossEntropy(), RECIPE)
@@ -144,6 +144,33 @@ def test_stages_run_in_order_each_from_the_weights_the_last_one_left():
             seed=derive(0, "stage", i), progress_seconds=None)
     assert len(histories) == 2
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), by_hand.parameters()))
+
+
+def test_a_stage_with_a_recipe_of_its_own_is_optimised_by_it_and_not_counted_in_the_arms_epochs():
+    data = toy_data()
+    own = Recipe(epochs=3, batch_size=8, lr=1e-3, optimizer="adam")
+    staged = Arm("staged", KD.net, (Stage(CrossEntropy(), 3, own), Stage(CrossEntropy(), 2)), RECIPE)
+    model = staged.net.build(0, data)
+    train_arm(staged, model, data, None)
+    by_hand = staged.net.build(0, data)
+    for i, recipe in enumerate((own, RECIPE)):
+        fit(by_hand, CrossEntropy(), data.train, recipe, seed=derive(0, "stage", i), progress_seconds=None)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), by_hand.parameters()))
+    with pytest.raises(ValueError, match="its stages take 3 epochs of its recipe, more than the recipe's 2"):
+        Arm("long", KD.net, (Stage(CrossEntropy(), 1, own), Stage(CrossEntropy(), 3)), RECIPE)
+
+
+def test_a_validation_curve_is_recorded_after_every_epoch_of_the_stages_that_ask_and_changes_no_weight():
+    data = toy_data()
+    curve = dataclasses.replace(RECIPE, validation_curve=True)
+    stages = (Stage(CrossEntropy(), 1, RECIPE), Stage(CrossEntropy(), 2))
+    model = KD.net.build(0, data)
+    first, second = train_arm(Arm("curved", KD.net, stages, curve), model, data, None)
+    assert first.val_accuracy == [] and len(second.val_accuracy) == 2
+    assert second.val_accuracy[-1] == evaluate(model, data.val)["accuracy"]
+    plain = KD.net.build(0, data)
+    train_arm(Arm("plain", KD.net, stages, RECIPE), plain, data, None)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), plain.parameters()))
 
 
 def test_rows_leave_out_a_class_and_keep_the_steps_of_the_whole_split():
