@@ -1,7 +1,6 @@
-"""RKD: the objectives, and the experiment end to end on tiny CUB-200-2011 and CIFAR-100 files (the `paper`
-profile's code path)."""
+"""RKD: the arms, and the experiment end to end on tiny CUB-200-2011 and CIFAR-100 files (the `paper` profile's
+code path). The objectives are tested with the other relation-based ones (tests/test_relation_objectives.py)."""
 
-import copy
 import json
 from dataclasses import replace
 from functools import partial
@@ -11,58 +10,42 @@ import torch
 from conftest import write_cifar
 from tiny_profiles import use_paper_profile, write_cub
 
-from kdrepro.data import Batch, Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import rkd
-from kdrepro.losses.relation import rkd_loss
-from kdrepro.metric_learning import Embedder
-from kdrepro.models import ResNet, build, count_parameters
-from kdrepro.relation_distillation import RelationalDistillation
-from kdrepro.schemes import FeatureDistillation
-
-
-def batch(n=6):
-    g = torch.Generator().manual_seed(0)
-    return Batch(torch.randn(n, 1, 12, 12, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(n))
-
-
-@pytest.mark.parametrize("backbone", [partial(ResNet, 8, (4, 4, 8, 8)), partial(build, "tv_resnet18")],
-                         ids=["cifar_resnet", "tv_resnet18"])
-def test_a_student_embedding_the_teachers_relations_pays_nothing(backbone):
-    torch.manual_seed(0)
-    teacher = Embedder(backbone(num_classes=12, in_channels=1), normalize=True)
-    student = copy.deepcopy(teacher).eval()
-    assert RelationalDistillation(teacher, 1.0, 2.0).loss(student, batch()).item() == pytest.approx(0.0, abs=1e-6)
-
-
-def test_rkd_on_the_penultimate_layer_accepts_embeddings_of_different_sizes():
-    torch.manual_seed(0)
-    teacher, student = ResNet(8, (4, 4, 8, 16), in_channels=1).eval(), ResNet(8, (4, 4, 8, 8), in_channels=1).eval()
-    b = batch()
-    relation = partial(rkd_loss, distance_weight=25.0, angle_weight=50.0)
-    objective = FeatureDistillation(teacher, [("embedding", "embedding")], relation, weight=1.0)
-    pooled = lambda model: model.embedding(model.pool(model.layer3(model.layer2(model.layer1(model.stem(b.x))))))  # noqa: E731
-    expected = rkd_loss(pooled(student), pooled(teacher), 25.0, 50.0) + torch.nn.functional.cross_entropy(
-        student(b.x), b.y)
-    torch.testing.assert_close(objective.loss(student, b), expected)
-
-
-def test_impossible_rkd_weights_are_refused_before_training():
-    with pytest.raises(ValueError, match="non-negative"):
-        RelationalDistillation(ResNet(8, (4, 4, 8, 8), in_channels=1), -1.0, 2.0)
-
-
-def test_metric_learning_measures_recall_on_classes_never_trained_on():
-    x = torch.zeros(10, 1, 2, 2)
-    y = torch.arange(10)
-    data = Data("toy", Split(x, y), Split(x, y), Split(x, y), tuple(map(str, range(10))))
-    train, held_out = rkd.metric_splits(data, (0, 1, 2))
-    assert train.y.tolist() == [0, 1, 2] and held_out.y.tolist() == list(range(3, 10))
+from kdrepro.measures import Classification
+from kdrepro.metric_learning import EmbeddingNet
+from kdrepro.models import build, count_parameters
+from kdrepro.objectives.relation import RKD, RKDWithKD
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.objectives.task import Triplet
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    arms = set(rkd.arm_descriptions(rkd.PROFILES["cpu"]))
-    assert all({c.better, c.worse} <= arms for c in rkd.CLAIMS)
+    arms = rkd.arms(rkd.PROFILES["cpu"])
+    assert set(rkd.arm_descriptions(rkd.PROFILES["cpu"])) == set(arms) == {*rkd.METRIC_ARMS, *rkd.CLASSIFICATION_ARMS}
+    assert all({c.better, c.worse} <= set(arms) for c in rkd.CLAIMS)
+
+
+def test_metric_students_share_their_start_and_batches_and_differ_in_objective_and_normalisation():
+    p = rkd.PROFILES["cpu"]
+    arms = rkd.arms(p)
+    students = [arms[name] for name in ("triplet", "rkd_d", "rkd_a", "rkd_da")]
+    assert {(a.net.architecture["depth"], a.net.dim, a.net.init) for a in students} == {(8, p.student_dim, "student")}
+    assert [a.net.normalize for a in students] == [True, False, False, False]
+    assert [a.objective for a in students] == [Triplet(0.2, 4), RKD(1.0, 0.0, 4), RKD(0.0, 2.0, 4), RKD(1.0, 2.0, 4)]
+    assert all(a.teacher == arms["teacher"] for a in students[1:]) and students[0].teacher is None
+    teacher = arms["teacher"]
+    assert (teacher.net.dim, teacher.net.normalize, teacher.objective) == (p.teacher_dim, True, Triplet(0.2, 4))
+    assert {a.recipe for a in [teacher, *students]} == {p.metric_recipe}
+
+
+def test_classification_students_share_their_start_and_rkd_adds_its_weights_to_kd():
+    p = rkd.PROFILES["cpu"]
+    arms = rkd.arms(p)
+    kd, kd_rkd = arms["kd"], arms["kd_rkd"]
+    assert kd.net == kd_rkd.net and kd.teacher == kd_rkd.teacher == arms["classifier_teacher"]
+    assert kd.objective == ResponseKD(4.0, 0.1) and kd_rkd.objective == RKDWithKD(4.0, 0.1, 25.0, 50.0)
+    assert kd.recipe == kd_rkd.recipe == arms["classifier_teacher"].recipe == p.classifier_recipe
 
 
 # torchvision's counts (its model documentation): ResNet-18 11,689,512 and ResNet-50 25,557,032 parameters with
@@ -74,7 +57,7 @@ def test_torchvision_resnets_have_the_published_parameter_counts(name, parameter
 
 def test_a_torchvision_resnet_embeds_in_the_asked_dimension():
     torch.manual_seed(0)
-    embedder = Embedder(build("tv_resnet18", 128), normalize=True).eval()
+    embedder = EmbeddingNet(build("tv_resnet18", 128), normalize=True).eval()
     with torch.no_grad():
         out = embedder(torch.randn(3, 3, 64, 64))
     assert out.shape == (3, 128) and torch.allclose(out.norm(dim=1), torch.ones(3))
@@ -113,29 +96,29 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
     exp = Experiment(rkd, "paper", "cpu")
-    run = rkd.RKD(exp, rkd.load(exp.protocol))
-    assert run.data.name == "cub200" and run.data.input_shape == (3, 16, 16)
-    assert run.metric_train.y.unique().tolist() == [0, 1] and run.held_out.y.unique().tolist() == [100, 101]
-    assert run.classifier_data.name == "cifar100" and len(run.classifier_data.train) == 250
-    assert run.data_key == {"dataset": "cub200", "train_size": 10, "val_size": 0, "image_size": 16}  # cache key
-    for seed in exp.protocol.seeds:
-        run.metric_teacher_arm(seed)
-        for arm in rkd.METRIC_ARMS:
-            run.metric_student_arm(arm, seed)
-        for arm in ("classifier_teacher", "kd", "kd_rkd"):
-            run.classifier_arm(arm, seed)
+    p = exp.protocol
+    data, classifier_data = rkd.load(p), rkd.load_classifier_data(p)
+    assert data.name == "cub200, trained on classes 0-99" and data.input_shape == (3, 16, 16)
+    assert data.train.y.unique().tolist() == [0, 1] and data.test.y.unique().tolist() == [100, 101]
+    assert classifier_data.name == "cifar100" and len(classifier_data.train) == 250
+    assert data.key() == {"dataset": "cub200, trained on classes 0-99", "train_size": 10, "val_size": 0,
+                          "image_size": 16}  # the cache key
+    arms = rkd.arms(p)
+    exp.run_arms([arms[name] for name in rkd.METRIC_ARMS], data, rkd.metric_measure(p))
+    exp.run_arms([arms[name] for name in rkd.CLASSIFICATION_ARMS], classifier_data, Classification())
     runs = exp.runs
     assert set(runs.groupby("arm")["seed"].count()) == {2}
     recalls = runs.dropna(subset=["recall_at_1"])
     assert len(recalls) == 10 and (recalls["recall_at_1"] <= recalls["recall_at_8"]).all()
-    assert runs.dropna(subset=["test_accuracy"])["test_accuracy"].between(0, 1).all()
-    assert run.metric_student("rkd_da", 0)(run.held_out.x[:4]).shape == (4, 8)
-    figure = rkd.plot_embeddings({"teacher": run.metric_teacher(0), "rkd_da": run.metric_student("rkd_da", 0)},
-                                 run.held_out, run.data.classes, count=40)
-    table = rkd.results_table(runs, exp.protocol)
+    assert runs.dropna(subset=["test_error"])["test_error"].between(0, 1).all()
+    rkd_da = exp.train(arms["rkd_da"], data)
+    assert rkd_da(data.test.x[:4]).shape == (4, 8)
+    figure = rkd.plot_embeddings({"teacher": exp.train(arms["teacher"], data), "rkd_da": rkd_da}, data.test,
+                                 data.classes, count=40)
+    table = rkd.results_table(runs, p)
     folder = exp.save(table, exp.judge(rkd.CLAIMS), {"embeddings": figure}, notes=rkd.DEPARTURES)
     claims = json.loads((folder / "claims.json").read_text())
     assert len(claims) == len(rkd.CLAIMS) and all(c["seeds"] == 2 for c in claims)
     assert (folder / "figures" / "embeddings.png").stat().st_size > 1000
-    assert [row["arm"] for row in table] == ["teacher", *rkd.METRIC_ARMS, "classifier_teacher", "kd", "kd_rkd"]
+    assert [row["arm"] for row in table] == [*rkd.METRIC_ARMS, *rkd.CLASSIFICATION_ARMS]
     assert table[0]["test accuracy %"] == "" and table[-1]["R@1 %"] == ""

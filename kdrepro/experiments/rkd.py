@@ -6,8 +6,7 @@ embeddings of a batch form, not the embeddings themselves; so its embedding may 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from functools import cached_property, partial
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -15,16 +14,16 @@ import torch
 from torch import Tensor, nn
 
 from kdrepro import cub
-from kdrepro.paper import Comparison, Paper
+from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, Split, load_data
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
-from kdrepro.losses.relation import rkd_loss
-from kdrepro.metric_learning import Embedder, class_balanced_batches, embed, recall_at_k
-from kdrepro.models import build
-from kdrepro.relation_distillation import RelationalDistillation, TripletObjective
-from kdrepro.schemes import FeatureDistillation, ResponseDistillation
-from kdrepro.train import CrossEntropy, Recipe, evaluate, fit
+from kdrepro.metric_learning import Embedder, RecallAtK, embed, held_out_classes
+from kdrepro.objectives.relation import RKD, RKDWithKD
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.objectives.task import CrossEntropy, Triplet
+from kdrepro.paper import Comparison, Paper
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe
 
 PAPER = Paper("rkd", "Park, Kim, Lu & Cho 2019: Relational Knowledge Distillation",
               "05_rkd.ipynb", transferred="relation", scheme="offline",
@@ -103,7 +102,8 @@ PROFILES = {
                       classifier_teacher="resnet56", classifier_student="resnet20"),
 }
 
-METRIC_ARMS = {"triplet": None, "rkd_d": "d", "rkd_a": "a", "rkd_da": "da"}
+METRIC_ARMS = ("teacher", "triplet", "rkd_d", "rkd_a", "rkd_da")
+CLASSIFICATION_ARMS = ("classifier_teacher", "kd", "kd_rkd")
 
 # the relations a student copies are worth copying only from a teacher that ranks better (see kdrepro.claims)
 TEACHER_LEADS = (Precondition("teacher", "triplet"),)
@@ -123,166 +123,63 @@ CLAIMS = [
 
 
 def load(protocol: Protocol) -> Data:
-    """The metric-learning data: CUB-200-2011 when the profile names it (it is never downloaded), else `dataset`,
-    which the classification arms share."""
+    """The metric-learning data (`held_out_classes`): training images of the training classes, validation and test
+    images of the others. From CUB-200-2011 when the profile names it (it is never downloaded), else from
+    `dataset`, which the classification arms read whole."""
     if protocol.metric_dataset is None:
-        return load_classifier_data(protocol)
-    if protocol.metric_dataset != "cub200":
+        data = load_classifier_data(protocol)
+    elif protocol.metric_dataset == "cub200":
+        data = cub.load_cub(protocol.image_size or cub.DEFAULT_SIZE).first_test(protocol.test_size)
+    else:
         raise ValueError(f"metric_dataset={protocol.metric_dataset!r}: only 'cub200' (or None) is read")
-    return cub.load_cub(protocol.image_size or cub.DEFAULT_SIZE)
+    return held_out_classes(data, protocol.train_classes)
 
 
 def load_classifier_data(protocol: Protocol) -> Data:
+    """The classification arms' data: every class of `dataset`."""
     return load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
-                     download=protocol.download)
+                     download=protocol.download).first_test(protocol.test_size)
 
 
-def metric_splits(data: Data, train_classes: tuple[int, ...]) -> tuple[Split, Split]:
-    """Training images of `train_classes`, and test images of every other class: Recall@K is measured on classes
-    the embedding never saw."""
-    seen = torch.tensor(train_classes, device=data.train.y.device)
-    train = data.train.subset(torch.isin(data.train.y, seen).nonzero(as_tuple=True)[0])
-    held_out = data.test.subset((~torch.isin(data.test.y, seen)).nonzero(as_tuple=True)[0])
-    return train, held_out
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed); each seed trains its own teachers.
+
+    Metric learning: a teacher with a large embedding trained by the triplet loss; students with a smaller one
+    trained by the same loss (L2-normalised, like the teacher) or by the teacher's relations alone, RKD-D, RKD-A
+    or both (no label, no normalisation: the paper's best students). Every metric-learning arm draws the same
+    class-balanced batches; the students share their initial weights.
+    Classification: a teacher, and two students from the same initial weights, Hinton KD alone and Hinton KD plus
+    RKD-DA on the pooled features before the classifier."""
+    triplet = Triplet(p.margin, p.per_class)
+    teacher = Arm("teacher", Embedder(p.teacher, p.teacher_dim, normalize=True, init="teacher"), triplet,
+                  p.metric_recipe)
+    distance, angle = p.metric_weights
+
+    def rkd(name: str, distance_weight: float, angle_weight: float) -> Arm:
+        return Arm(name, Embedder(p.student, p.student_dim, normalize=False),
+                   RKD(distance_weight, angle_weight, p.per_class), p.metric_recipe, teacher)
+
+    classifier_teacher = Arm("classifier_teacher", Net(p.classifiers[0], "classifier teacher"), CrossEntropy(),
+                             p.classifier_recipe)
+    classifier_student = Net(p.classifiers[1], "classifier student")
+    return {
+        "teacher": teacher,
+        "triplet": Arm("triplet", Embedder(p.student, p.student_dim, normalize=True), triplet, p.metric_recipe),
+        "rkd_d": rkd("rkd_d", distance, 0.0),
+        "rkd_a": rkd("rkd_a", 0.0, angle),
+        "rkd_da": rkd("rkd_da", distance, angle),
+        "classifier_teacher": classifier_teacher,
+        "kd": Arm("kd", classifier_student, ResponseKD(p.temperature, p.hard_weight), p.classifier_recipe,
+                  classifier_teacher),
+        "kd_rkd": Arm("kd_rkd", classifier_student,
+                      RKDWithKD(p.temperature, p.hard_weight, *p.classifier_weights), p.classifier_recipe,
+                      classifier_teacher),
+    }
 
 
-class RKD:
-    """Metric learning (teacher by triplet loss; students by triplet loss or RKD alone) and classification (KD
-    against KD + RKD-DA). One teacher of each kind per seed; its seed's students learn from it.
-
-    `data` is `load(protocol)`'s, the metric-learning data; the classification arms train on it too, unless the
-    profile learns metrics on CUB-200-2011, when they read `dataset` at their first use."""
-
-    def __init__(self, experiment: Experiment, data: Data):
-        self.exp, self.protocol = experiment, experiment.protocol
-        self.data = data.first_test(self.protocol.test_size).to(experiment.device)
-        self.metric_train, self.held_out = metric_splits(self.data, self.protocol.train_classes)
-        self.data_key = data.key()
-        self.sampler = partial(class_balanced_batches, per_class=self.protocol.per_class)
-
-    @cached_property
-    def classifier_data(self) -> Data:
-        if self.protocol.metric_dataset is None:
-            return self.data
-        return load_classifier_data(self.protocol).first_test(self.protocol.test_size).to(self.exp.device)
-
-    @cached_property
-    def classifier_data_key(self) -> dict:
-        return self.data_key if self.protocol.metric_dataset is None else self.classifier_data.key()
-
-    # --- metric learning ---
-
-    def _embedder(self, architecture: str | dict, dim: int, normalize: bool, seed: int) -> Embedder:
-        torch.manual_seed(seed)
-        backbone = build(architecture, dim, self.data.input_shape[0])
-        return Embedder(backbone, normalize).to(self.exp.device)
-
-    def metric_teacher(self, seed: int) -> Embedder:
-        p = self.protocol
-
-        def train(model):
-            fit(model, TripletObjective(p.margin), self.metric_train, p.metric_recipe, seed=seed,
-                name=f"metric teacher seed {seed}", sampler=self.sampler)
-
-        return self.exp.model("rkd-metric-teacher", self._metric_teacher_config(seed),
-                              lambda: self._embedder(p.teacher, p.teacher_dim, True, seed), train)
-
-    def metric_teacher_arm(self, seed: int) -> dict:
-        return self.exp.run_config("teacher", seed, self._metric_teacher_config(seed),
-                            lambda: self._recalls(self.metric_teacher(seed)))
-
-    def metric_student(self, arm: str, seed: int) -> Embedder:
-        """The student of `arm`: "triplet" (labels, L2-normalised like the teacher) or "rkd_d" / "rkd_a" /
-        "rkd_da" (the teacher's relations alone, no normalisation, as the paper's best students)."""
-        p = self.protocol
-        terms = METRIC_ARMS[arm]
-
-        def train(model):
-            if terms is None:
-                objective = TripletObjective(p.margin)
-            else:
-                weight_d, weight_a = p.metric_weights
-                objective = RelationalDistillation(self.metric_teacher(seed), weight_d if "d" in terms else 0.0,
-                                                   weight_a if "a" in terms else 0.0)
-            fit(model, objective, self.metric_train, p.metric_recipe, seed=seed, name=f"{arm} seed {seed}",
-                sampler=self.sampler)
-
-        return self.exp.model(f"rkd-{arm}", self._metric_student_config(arm, seed),
-                              lambda: self._embedder(p.student, p.student_dim, terms is None, seed), train)
-
-    def metric_student_arm(self, arm: str, seed: int) -> dict:
-        return self.exp.run_config(arm, seed, self._metric_student_config(arm, seed),
-                            lambda: self._recalls(self.metric_student(arm, seed)))
-
-    def _recalls(self, model: nn.Module) -> dict:
-        recalls = recall_at_k(embed(model, self.held_out.x), self.held_out.y, KS)
-        return {f"recall_at_{k}": r for k, r in recalls.items()}
-
-    def _metric_teacher_config(self, seed: int) -> dict:
-        p = self.protocol
-        return {"data": self.data_key, "classes": p.train_classes, "architecture": p.teacher, "dim": p.teacher_dim,
-                "margin": p.margin, "per_class": p.per_class, "recipe": asdict(p.metric_recipe), "seed": seed}
-
-    def _metric_student_config(self, arm: str, seed: int) -> dict:
-        p = self.protocol
-        config = {**self._metric_teacher_config(seed), "architecture": p.student, "dim": p.student_dim, "arm": arm}
-        if METRIC_ARMS[arm] is not None:
-            config.update(teacher=self._metric_teacher_config(seed), weights=p.metric_weights)
-        return config
-
-    # --- classification ---
-
-    def classifier_teacher(self, seed: int) -> nn.Module:
-        p, data = self.protocol, self.classifier_data
-
-        def build_teacher():
-            torch.manual_seed(seed)
-            return build(p.classifiers[0], data.num_classes, data.input_shape[0]).to(self.exp.device)
-
-        def train(model):
-            fit(model, CrossEntropy(), data.train, p.classifier_recipe, seed=seed, name=f"teacher seed {seed}")
-
-        return self.exp.model("rkd-classifier-teacher", self._classifier_config("teacher", seed), build_teacher,
-                              train)
-
-    def classifier_arm(self, arm: str, seed: int) -> dict:
-        """"classifier_teacher", "kd" (Hinton KD) or "kd_rkd" (Hinton KD + RKD-DA on the pooled features)."""
-        p, data = self.protocol, self.classifier_data
-
-        def compute():
-            teacher = self.classifier_teacher(seed)
-            if arm == "classifier_teacher":
-                return self._test(teacher)
-            torch.manual_seed(seed)
-            student = build(p.classifiers[1], data.num_classes, data.input_shape[0]).to(self.exp.device)
-            if arm == "kd":
-                objective = ResponseDistillation(teacher, p.temperature, p.hard_weight)
-            else:
-                relation = partial(rkd_loss, distance_weight=p.classifier_weights[0],
-                                   angle_weight=p.classifier_weights[1])
-                objective = FeatureDistillation(teacher, [("embedding", "embedding")], relation, weight=1.0,
-                                                temperature=p.temperature, hard_weight=p.hard_weight)
-            fit(student, objective, data.train, p.classifier_recipe, seed=seed, name=f"{arm} seed {seed}")
-            return self._test(student)
-
-        return self.exp.run_config(arm, seed, self._classifier_config(arm, seed), compute)
-
-    def _classifier_config(self, arm: str, seed: int) -> dict:
-        p = self.protocol
-        teacher, student = p.classifiers
-        config = {"data": self.classifier_data_key, "architecture": teacher, "recipe": asdict(p.classifier_recipe),
-                  "seed": seed}
-        if arm == "teacher":
-            return config
-        if arm == "classifier_teacher":
-            return {**config, "arm": arm}
-        return {"teacher": config, "architecture": student, "recipe": asdict(p.classifier_recipe), "arm": arm,
-                "temperature": p.temperature, "hard_weight": p.hard_weight,
-                "weights": p.classifier_weights if arm == "kd_rkd" else None}
-
-    def _test(self, model: nn.Module) -> dict:
-        test = evaluate(model, self.classifier_data.test)
-        return {"test_accuracy": test["accuracy"], "test_error": test["error"]}
+def metric_measure(p: Protocol) -> RecallAtK:
+    """The metric-learning arms' reading: Recall@1, 2, 4 and 8 on the held-out classes."""
+    return RecallAtK(KS)
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
@@ -306,9 +203,7 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
 
 def metric_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     described, table = arm_descriptions(protocol), []
-    for arm, rows in runs_by_arm(runs, described):
-        if "recall_at_1" not in rows or rows["recall_at_1"].isna().all():
-            continue  # a classification arm
+    for arm, rows in runs_by_arm(runs, METRIC_ARMS):
         what, paper = described[arm]
         table.append({"arm": arm, "what": what, **{f"R@{k} %": mean_std(rows[f"recall_at_{k}"], 100) for k in KS},
                       "seeds": len(rows), "paper": paper})
@@ -317,9 +212,9 @@ def metric_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, objec
 
 def classification_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, object]]:
     table = []
-    for arm, rows in runs_by_arm(runs, ("classifier_teacher", "kd", "kd_rkd")):
+    for arm, rows in runs_by_arm(runs, CLASSIFICATION_ARMS):
         what, paper = arm_descriptions(protocol)[arm]
-        table.append({"arm": arm, "what": what, "test accuracy %": mean_std(rows["test_accuracy"], 100),
+        table.append({"arm": arm, "what": what, "test accuracy %": mean_std(1 - rows["test_error"], 100),
                       "seeds": len(rows), "paper": paper})
     return table
 

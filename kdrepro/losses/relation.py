@@ -73,14 +73,20 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
 def rkd_loss(student: Tensor, teacher: Tensor, distance_weight: float, angle_weight: float) -> Tensor:
     """lambda_D L_RKD-D + lambda_A L_RKD-A. The paper's weights: 1 and 2 for metric learning, 25 and 50 for
     classification (Park et al. 2019, section 4); a zero weight skips its term."""
+    return sum(rkd_terms(student, teacher, distance_weight, angle_weight).values())
+
+
+def rkd_terms(student: Tensor, teacher: Tensor, distance_weight: float, angle_weight: float) -> dict[str, Tensor]:
+    """The two weighted terms of `rkd_loss`, {"rkd_distance": lambda_D L_RKD-D, "rkd_angle": lambda_A L_RKD-A},
+    each embedding flattened to (N, D); a zero weight leaves its term out."""
     check_rkd_weights(distance_weight, angle_weight)
     student, teacher = student.flatten(1), teacher.flatten(1)
-    loss = student.new_zeros(())
+    terms = {}
     if distance_weight:
-        loss = loss + distance_weight * rkd_distance_loss(student, teacher)
+        terms["rkd_distance"] = distance_weight * rkd_distance_loss(student, teacher)
     if angle_weight:
-        loss = loss + angle_weight * rkd_angle_loss(student, teacher)
-    return loss
+        terms["rkd_angle"] = angle_weight * rkd_angle_loss(student, teacher)
+    return terms
 
 
 def check_rkd_weights(distance_weight: float, angle_weight: float) -> None:

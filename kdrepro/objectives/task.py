@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdrepro.data import Batch
+from kdrepro.data import Batch, Split
 from kdrepro.losses.sequence import sequence_nll
+from kdrepro.metric_learning import check_margin, class_balanced_batches, triplet_loss
 from kdrepro.objectives.base import Context, Objective
 from kdrepro.seq2seq import trim
 
@@ -19,6 +23,29 @@ class CrossEntropy(Objective):
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
         return {"ce": F.cross_entropy(model(batch.x), batch.y)}
+
+
+@dataclass(frozen=True)
+class Triplet(Objective):
+    """Metric learning on labels, the objective of Park et al. 2019's teacher and of its baseline students: the
+    triplet loss of the model's embeddings,
+
+        max(0, ||a - p||^2 - ||a - n||^2 + margin) averaged over the batch's triplets that violate the margin
+
+    (`metric_learning.triplet_loss`), on class-balanced batches of at least `per_class` examples of each class
+    drawn, so every batch holds positives. Term: {"triplet": ...}."""
+
+    margin: float
+    per_class: int
+
+    def __post_init__(self) -> None:
+        check_margin(self.margin)
+
+    def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
+        return {"triplet": triplet_loss(model(batch.x), batch.y, self.margin)}
+
+    def sampler(self) -> Callable[[Split, int, torch.Generator], Iterable[Batch]]:
+        return partial(class_balanced_batches, per_class=self.per_class)
 
 
 @dataclass(frozen=True)
