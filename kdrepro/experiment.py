@@ -20,7 +20,7 @@ from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import AnyClaim, Verdict, claims_section, judge_all, mark_diverged, with_diverged
 from kdrepro.claims import verdict_rows  # noqa: F401  (the notebooks import it from here)
 from kdrepro.data import Data
-from kdrepro.measures import Measure
+from kdrepro.measures import Measure, TeacherMeasure
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 from kdrepro.train import History
@@ -100,10 +100,16 @@ class Experiment:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so
         before, recorded as the arm's row. The measure is a spec too, so it is part of the key."""
         key = {**self.model_key(arm, data), "measure": spec_key(measure)}
-        result = self.cache.record(f"{self.paper.id}-seed{arm.seed}", key,
-                                   lambda: measure(self.train(arm, data), data))
+        result = self.cache.record(f"{self.paper.id}-seed{arm.seed}", key, lambda: self._measured(arm, data, measure))
         self.record(arm.name, arm.seed, result)
         return result
+
+    def _measured(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
+        """`measure` of the arm's trained model; a `TeacherMeasure` gets its teacher arm's model at the arm's seed."""
+        model = self.train(arm, data)
+        if isinstance(measure, TeacherMeasure):
+            return measure(model, data, self.train(measure.teacher.at(arm.seed), data))
+        return measure(model, data)
 
     def model(self, name: str, config: dict[str, Any], build: Callable[[], nn.Module],
               train: Callable[[nn.Module], None]) -> nn.Module:

@@ -13,9 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kdrepro.arms import Arm
 from kdrepro.data import Data, Split
+from kdrepro.losses.feature import attention_transfer_loss
 from kdrepro.models import count_multiply_adds, count_parameters
 from kdrepro.seeds import generator
+from kdrepro.taps import forward_with_features
 from kdrepro.train import classification_metrics, evaluate, predict_logits
 
 
@@ -27,6 +30,16 @@ class Measure:
         """This measure for a run at `seed`: itself, unless it draws random numbers (then from that seed's
         streams, so two arms measured at one seed see the same draws)."""
         return self
+
+
+class TeacherMeasure(Measure):
+    """A measure that compares the model with a teacher: its field `teacher` is that teacher's arm, which the
+    experiment trains (or reads from its cache) at the run's seed and passes in as `teacher`."""
+
+    teacher: Arm
+
+    def __call__(self, model: nn.Module, data: Data, teacher: nn.Module) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,36 @@ def shift_column(logits: Tensor, column: int, amount: float) -> Tensor:
     shifted = logits.clone()
     shifted[:, column] += amount
     return shifted
+
+
+@dataclass(frozen=True)
+class AttentionDistance(TeacherMeasure):
+    """`Classification` with multiply-adds, plus how far the model's attention maps lie from its teacher's on the
+    test set: the paper's distance || Q_S/||Q_S|| - Q_T/||Q_T|| ||_2 (Zagoruyko & Komodakis 2017, eq. 2, p = 2),
+    averaged over images and the (student, teacher) module pairs `layers`: 0 for the same maps, at most 2."""
+
+    layers: tuple[tuple[str, str], ...]
+    teacher: Arm
+
+    def __call__(self, model: nn.Module, data: Data, teacher: nn.Module) -> dict[str, Any]:
+        return {**Classification(multiply_adds=True)(model, data),
+                "attention_distance": attention_distance(model, teacher, data.test.x, self.layers)}
+
+
+@torch.no_grad()
+def attention_distance(model: nn.Module, teacher: nn.Module, x: Tensor, layers: tuple[tuple[str, str], ...],
+                       chunk: int = 1000) -> float:
+    """The paper-form attention distance between `model` and `teacher` on the images x, averaged over images and
+    layer pairs; in chunks, so a test set's activations never sit in memory at once."""
+    model.eval()
+    teacher.eval()
+    total = 0.0
+    for start in range(0, len(x), chunk):
+        _, student_features = forward_with_features(model, x[start: start + chunk], [s for s, _ in layers])
+        _, teacher_features = forward_with_features(teacher, x[start: start + chunk], [t for _, t in layers])
+        total += sum(float(attention_transfer_loss(student_features[s], teacher_features[t], form="paper"))
+                     * len(student_features[s]) for s, t in layers)
+    return total / (len(x) * len(layers))
 
 
 # --- Born-Again Networks: what a student of its teacher's outputs alone inherits ------------------------------------

@@ -1,15 +1,22 @@
+"""Feature-based objectives (kdrepro.objectives.feature): each term checked against the loss functions by hand."""
+
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kdrepro.data import Batch, Split
-from kdrepro.losses.feature import HintRegressor, attention_transfer_loss, hint_loss
-from kdrepro.losses.response import hinton_loss
+from kdrepro.losses.feature import attention_transfer_loss, hint_loss
+from kdrepro.losses.response import kd_loss
 from kdrepro.models import plain_cnn, wide_resnet
-from kdrepro.schemes import FeatureDistillation
-from kdrepro.train import Objective, Recipe, Stage, fit, fit_stages
+from kdrepro.objectives import Context
+from kdrepro.objectives.feature import AttentionTransfer, AttentionTransferKD, Hints, HintsWithLabels
+from kdrepro.schemes import Teacher
+from kdrepro.train import Recipe, fit
+
+GROUPS = (("block1", "block1"), ("block3", "block3"))
 
 
 def batch(n=6, seed=0):
@@ -17,86 +24,132 @@ def batch(n=6, seed=0):
     return Batch(torch.randn(n, 1, 12, 12, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(n))
 
 
-def test_a_student_identical_to_its_teacher_pays_only_the_task_loss():
-    torch.manual_seed(0)
-    teacher = wide_resnet(10, 1, in_channels=1, base=4)
-    student = copy.deepcopy(teacher).eval()
-    b = batch()
-    objective = FeatureDistillation(teacher, [("block1", "block1"), ("block2", "block2")], attention_transfer_loss,
-                                    weight=500.0)
-    torch.testing.assert_close(objective.loss(student, b), F.cross_entropy(student(b.x), b.y))
+def context(objective, student, teacher, x):
+    """What `fit` hands an objective: the frozen teacher and the modules the objective owns."""
+    frozen = Teacher(teacher, x)
+    return Context(teacher=frozen, modules=nn.ModuleDict(objective.modules(student, frozen, tuple(x.shape[1:]))))
 
 
-def test_the_loss_is_the_task_plus_the_weighted_sum_over_layer_pairs():
+def wide_pair():
     torch.manual_seed(0)
     teacher, student = wide_resnet(10, 2, in_channels=1, base=4), wide_resnet(10, 1, in_channels=1, base=4)
-    teacher.eval(), student.eval()
-    b, pairs = batch(), [("block1", "block1"), ("block3", "block3")]
-    objective = FeatureDistillation(teacher, pairs, attention_transfer_loss, weight=500.0, temperature=4.0,
-                                    hard_weight=0.1)
-    student_out, teacher_out = {}, {}
-    for model, out in ((student, student_out), (teacher, teacher_out)):
-        x = model.conv1(b.x)
-        out["block1"] = model.block1(x)
-        out["block3"] = model.block3(model.block2(out["block1"]))
-    expected = 500.0 * sum(attention_transfer_loss(student_out[s], teacher_out[t]) for s, t in pairs)
-    expected = expected + hinton_loss(student(b.x), teacher(b.x), b.y, 4.0, 0.1)
-    torch.testing.assert_close(objective.loss(student, b), expected)
+    return teacher.eval(), student.eval()
+
+
+def groups(model, x):
+    """The outputs of the first and last residual groups, computed by calling the network's parts in turn."""
+    first = model.block1(model.conv1(x))
+    return {"block1": first, "block3": model.block3(model.block2(first))}
+
+
+def test_a_student_identical_to_its_teacher_pays_only_the_task_loss():
+    teacher, _ = wide_pair()
+    student, b = copy.deepcopy(teacher), batch()
+    objective = AttentionTransfer((("block1", "block1"), ("block2", "block2")), beta=1000.0)
+    terms = objective.terms(student, b, context(objective, student, teacher, b.x))
+    torch.testing.assert_close(terms["ce"], F.cross_entropy(student(b.x), b.y))
+    assert terms["at"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_attention_transfer_is_cross_entropy_plus_beta_half_the_sum_over_layer_pairs():
+    teacher, student = wide_pair()
+    b, objective = batch(), AttentionTransfer(GROUPS, beta=1000.0, p=2.0, form="code")
+    terms = objective.terms(student, b, context(objective, student, teacher, b.x))
+    s, t = groups(student, b.x), groups(teacher, b.x)
+    assert list(terms) == ["ce", "at"]
+    torch.testing.assert_close(terms["ce"], F.cross_entropy(student(b.x), b.y))
+    torch.testing.assert_close(terms["at"], 500.0 * (attention_transfer_loss(s["block1"], t["block1"])
+                                                    + attention_transfer_loss(s["block3"], t["block3"])))
+
+
+def test_attention_transfer_with_kd_adds_hintons_two_weighted_terms():
+    teacher, student = wide_pair()
+    b, objective = batch(), AttentionTransferKD(GROUPS, temperature=4.0, hard_weight=0.1, beta=1000.0, form="paper")
+    terms = objective.terms(student, b, context(objective, student, teacher, b.x))
+    s, t = groups(student, b.x), groups(teacher, b.x)
+    assert set(terms) == {"ce", "kd", "at"}
+    torch.testing.assert_close(terms["ce"], 0.1 * F.cross_entropy(student(b.x), b.y))
+    torch.testing.assert_close(terms["kd"], 0.9 * kd_loss(student(b.x), teacher(b.x), 4.0))
+    torch.testing.assert_close(terms["at"], 500.0 * sum(attention_transfer_loss(s[k], t[k], form="paper")
+                                                        for k in ("block1", "block3")))
 
 
 def test_layers_whose_maps_differ_in_size_are_named_in_the_error():
-    torch.manual_seed(0)
-    teacher, student = wide_resnet(10, 2, in_channels=1, base=4), wide_resnet(10, 1, in_channels=1, base=4)
-    objective = FeatureDistillation(teacher, [("block1", "block2")], attention_transfer_loss, weight=1.0)
+    teacher, student = wide_pair()
+    b, objective = batch(), AttentionTransfer((("block1", "block2"),), beta=1.0)
     with pytest.raises(ValueError, match="student layer 'block1' and teacher layer 'block2'.*same spatial"):
-        objective.loss(student, batch())
+        objective.terms(student, b, context(objective, student, teacher, b.x))
 
 
-def test_impossible_weights_are_refused_before_training():
-    teacher = wide_resnet(10, 1, in_channels=1, base=4)
-    with pytest.raises(ValueError, match="non-negative"):
-        FeatureDistillation(teacher, [], attention_transfer_loss, weight=-1.0)
+def test_impossible_weights_are_refused_when_the_objective_is_declared():
+    with pytest.raises(ValueError, match="beta must be non-negative and finite, got -1.0"):
+        AttentionTransfer(GROUPS, beta=-1.0)
+    with pytest.raises(ValueError, match="beta must be non-negative and finite, got nan"):
+        AttentionTransferKD(GROUPS, temperature=4.0, hard_weight=0.1, beta=float("nan"))
     with pytest.raises(ValueError, match="hard_weight"):
-        FeatureDistillation(teacher, [], attention_transfer_loss, weight=1.0, temperature=4.0, hard_weight=2.0)
+        AttentionTransferKD(GROUPS, temperature=4.0, hard_weight=2.0, beta=1.0)
+    with pytest.raises(ValueError, match="weight must be non-negative and finite, got inf"):
+        HintsWithLabels("relu4", "relu2", weight=float("inf"))
+
+
+def test_a_feature_objective_without_a_teacher_says_so():
+    student = plain_cnn(((4,),), in_channels=1)
+    with pytest.raises(ValueError, match="Hints distils from a teacher, but the run has none"):
+        Hints("relu1", "relu1").modules(student, None, (1, 12, 12))
+
+
+def thin_and_wide():
+    torch.manual_seed(0)
+    teacher = plain_cnn(((8,), (16,)), in_channels=1).eval()    # relu2: (16, 6, 6)
+    student = plain_cnn(((4, 4), (4, 4, 4)), in_channels=1)      # relu4: (4, 6, 6), relu2: (4, 12, 12)
+    return teacher, student
+
+
+def test_the_hint_regressor_makes_the_guided_map_the_hints_shape():
+    teacher, student = thin_and_wide()
+    frozen = Teacher(teacher, batch().x)
+    paper = Hints("relu2", "relu2").modules(student, frozen, (1, 12, 12))["regressor"]
+    assert paper.conv.kernel_size == (7, 7) and paper.conv.out_channels == 16      # 12 - 7 + 1 = 6
+    one_by_one = HintsWithLabels("relu4", "relu2", weight=100.0).modules(student, frozen, (1, 12, 12))["regressor"]
+    assert one_by_one.conv.kernel_size == (1, 1) and isinstance(one_by_one.norm, nn.BatchNorm2d)
+
+
+def test_the_hint_term_is_the_hint_loss_of_the_regressed_guided_layer():
+    teacher, student = thin_and_wide()
+    b, objective = batch(), Hints("relu4", "relu2", reduction="paper")
+    ctx = context(objective, student, teacher, b.x)
+    terms = objective.terms(student, b, ctx)
+    guided = student[:9](b.x)                      # conv1 .. relu4, pool1 after relu2
+    hint = teacher[:5](b.x)                        # conv1, relu1, pool1, conv2, relu2
+    assert list(terms) == ["hint"]
+    torch.testing.assert_close(terms["hint"], hint_loss(ctx.modules["regressor"](guided), hint, "paper"))
+
+
+def test_hints_with_labels_adds_cross_entropy_to_the_weighted_hint_term():
+    teacher, student = thin_and_wide()
+    b, objective = batch(), HintsWithLabels("relu4", "relu2", weight=100.0, reduction="mean")
+    ctx = context(objective, student, teacher, b.x)
+    terms = objective.terms(student, b, ctx)
+    regressed = ctx.modules["regressor"](student[:9](b.x))
+    torch.testing.assert_close(terms["ce"], F.cross_entropy(student(b.x), b.y))
+    torch.testing.assert_close(terms["hint"], 100.0 * (regressed - teacher[:5](b.x)).pow(2).mean())
 
 
 def test_the_hint_stage_trains_only_the_layers_up_to_the_guided_one_and_the_regressor():
-    torch.manual_seed(0)
-    teacher = plain_cnn(((8,), (16,)), in_channels=1)
-    student = plain_cnn(((4, 4), (4, 4, 4)), in_channels=1)
-    regressor = HintRegressor((4, 6, 6), (16, 6, 6))       # guided relu4 (second stage), hint relu2
-    hints = FeatureDistillation(teacher, [("relu4", "relu2")], hint_loss, weight=1.0,
-                                adapters={"relu4": regressor}, task=False)
-    before = copy.deepcopy(student.state_dict())
-    regressor_before = copy.deepcopy(regressor.state_dict())
+    teacher, student = thin_and_wide()
+    owned = {}
+
+    class KeepsItsRegressor(Hints):
+        def modules(self, model, frozen, input_shape):
+            owned.update(super().modules(model, frozen, input_shape))
+            owned["initial"] = copy.deepcopy(owned["regressor"].state_dict())
+            return {"regressor": owned["regressor"]}
+
     train = Split(batch(32).x, batch(32).y)
-    histories = fit_stages(student, [Stage("hints", hints, Recipe(epochs=2, batch_size=8, lr=0.01))], train,
-                           seed=0, progress_seconds=None)
+    before = copy.deepcopy(student.state_dict())
+    history = fit(student, KeepsItsRegressor("relu4", "relu2"), train, Recipe(epochs=2, batch_size=8, lr=0.01),
+                  seed=0, teacher=Teacher(teacher, train.x), progress_seconds=None)
     changed = {k for k, v in student.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {f"conv{i}.{p}" for i in (1, 2, 3, 4) for p in ("weight", "bias")}
-    assert any(not torch.equal(v, regressor_before[k]) for k, v in regressor.state_dict().items())
-    assert len(histories) == 1 and histories[0].loss[-1] < histories[0].loss[0]
-
-
-def test_stages_run_in_order_each_from_the_weights_the_last_one_left():
-    torch.manual_seed(0)
-    model = plain_cnn(((4,),), in_channels=1)
-    seen = []
-
-    class Probe(Objective):  # records the weights each stage starts from
-        def __init__(self, name):
-            self.name = name
-
-        def loss(self, m, b):
-            if not any(name == self.name for name, _ in seen):
-                seen.append((self.name, m.conv1.weight.detach().clone()))
-            return F.cross_entropy(m(b.x), b.y)
-
-    train = Split(batch(16).x, batch(16).y)
-    recipe = Recipe(epochs=1, batch_size=8, lr=0.1)
-    stage_one_alone = copy.deepcopy(model)
-    fit(stage_one_alone, Probe("alone"), train, recipe, seed=0, progress_seconds=None)
-    fit_stages(model, [Stage("one", Probe("one"), recipe), Stage("two", Probe("two"), recipe)], train, seed=0,
-               progress_seconds=None)
-    assert [name for name, _ in seen] == ["alone", "one", "two"]
-    torch.testing.assert_close(seen[2][1], stage_one_alone.conv1.weight)  # two starts where one ended
+    assert any(not torch.equal(v, owned["initial"][k]) for k, v in owned["regressor"].state_dict().items())
+    assert list(history.terms) == ["hint"] and history.loss[-1] < history.loss[0]

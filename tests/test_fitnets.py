@@ -1,4 +1,4 @@
-"""FitNets end to end on tiny CIFAR-format files (the `paper` profile's code path), and its bookkeeping."""
+"""FitNets end to end on tiny CIFAR-format files (the `paper` profile's code path), its arms and its bookkeeping."""
 
 from dataclasses import replace
 
@@ -6,10 +6,13 @@ import pandas as pd
 import pytest
 from tiny_profiles import use_tiny_cifar_profile
 
+from kdrepro.arms import Stage
 from kdrepro.experiment import Experiment
-from kdrepro.experiments import fitnets
-from kdrepro.experiments.vision import PairRun, load
+from kdrepro.experiments import fitnets, vision
 from kdrepro.models import plain_cnn
+from kdrepro.objectives.feature import Hints, HintsWithLabels
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.objectives.task import CrossEntropy
 
 
 @pytest.fixture
@@ -20,19 +23,16 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 def test_paper_profile_runs_every_arm_and_both_tables(tiny_paper_profile, isolated):
     exp = Experiment(fitnets, "paper")
     P = exp.protocol
-    run = PairRun(exp, P.pair, load(P.pair))
-    assert run.data.name == "cifar10" and run.data.input_shape == (3, 8, 8)
-    arms = fitnets.FitNets(run, P, P.hints)
-    for seed in P.seeds:
-        for arm in fitnets.WHAT:
-            arms.arm(arm, seed)
-    for pair, hints in P.benchmark:
-        pair_arms = fitnets.FitNets(PairRun(exp, pair, load(pair)), P, hints)
-        for arm in ("teacher", "student", "kd", "fitnet_joint"):
-            pair_arms.arm(arm, 0, main=False)
+    data = vision.load(P.pair).to(exp.device)
+    assert data.name == "cifar10" and data.input_shape == (3, 8, 8)
+    exp.run_arms(list(fitnets.arms(P).values()), data, fitnets.MEASURE)
+    for pair, arms in fitnets.benchmark_arms(P):
+        pair_data = vision.load(pair).to(exp.device)
+        for arm in arms:                                              # seed 0 only
+            exp.run(arm, pair_data, fitnets.MEASURE)
     runs = exp.runs
-    assert runs["test_error"].between(0, 1).all()
-    table = fitnets.results_table(runs, P.pair, {"teacher": 6, "student": 10}, run.data.name)
+    assert runs["test_error"].between(0, 1).all() and (runs["multiply_adds"] > 0).all()
+    table = fitnets.results_table(runs, P.pair, {"teacher": 6, "student": 10}, data.name)
     assert [row["arm"] for row in table] == list(fitnets.WHAT)
     assert table[3]["paper (CIFAR-10, Table 5)"].startswith("89.01%")
     benchmark = fitnets.benchmark_table(runs, P.benchmark)
@@ -43,37 +43,38 @@ def test_paper_profile_runs_every_arm_and_both_tables(tiny_paper_profile, isolat
     assert "## CIFAR-100 benchmark" in (folder / "README.md").read_text()
 
 
-def test_the_fitnet_gets_the_same_epochs_as_every_other_arm(tiny_paper_profile, monkeypatch):
-    exp = Experiment(fitnets, "paper")
-    P = exp.protocol
-    run = PairRun(exp, P.pair, load(P.pair))
-    stages_seen = []
-    original = fitnets.fit_stages
-
-    def spy(model, stages, *args, **kwargs):
-        stages_seen.extend(stages)
-        return original(model, stages, *args, **kwargs)
-
-    monkeypatch.setattr(fitnets, "fit_stages", spy)
-    fitnets.FitNets(run, P, P.hints).arm("fitnet", 0)
-    assert [s.name for s in stages_seen] == ["hints", "kd"]
-    assert sum(s.recipe.epochs for s in stages_seen) == P.pair.student_recipe.epochs
-    assert stages_seen[0].objective.task is False     # stage 1: hints alone
+def test_the_fitnet_is_hints_then_the_kd_arms_objective_in_the_epochs_of_every_other_arm():
+    p = fitnets.PROFILES["cpu"]
+    arms = fitnets.arms(p)
+    hints, kd = arms["fitnet"].objective
+    assert hints == Stage(Hints("relu6", "relu2", "relu", reduction="mean"), 5)
+    assert kd == Stage(arms["kd"].objective, 15) and arms["kd"].objective == ResponseKD(3.0, p.hard_weight)
+    assert {arm.recipe for name, arm in arms.items() if name != "teacher"} == {p.pair.student_recipe}
 
 
-def test_hint_epochs_that_leave_a_stage_empty_are_refused(tiny_paper_profile):
-    exp = Experiment(fitnets, "paper")
-    P = replace(exp.protocol, hint_epochs=exp.protocol.pair.student_recipe.epochs)
-    arms = fitnets.FitNets(PairRun(exp, P.pair, load(P.pair)), P, P.hints)
-    with pytest.raises(ValueError, match="must leave both stages at least one"):
-        arms.arm("fitnet", 0)
+def test_every_student_starts_from_the_same_weights_and_learns_from_the_teacher_but_the_scratch_one():
+    arms = fitnets.arms(fitnets.PROFILES["cpu"])
+    students = [arm for name, arm in arms.items() if name != "teacher"]
+    assert all(arm.net == arms["student"].net for arm in students) and arms["teacher"].net.init == "teacher"
+    assert arms["student"].teacher is None and arms["student"].objective == CrossEntropy()
+    assert all(arm.teacher == arms["teacher"] for arm in students if arm.name != "student")
 
 
-def test_an_unknown_arm_lists_the_arms(tiny_paper_profile):
-    exp = Experiment(fitnets, "paper")
-    arms = fitnets.FitNets(PairRun(exp, exp.protocol.pair, load(exp.protocol.pair)), exp.protocol, exp.protocol.hints)
-    with pytest.raises(ValueError, match="unknown arm 'hints'.*fitnet_joint"):
-        arms.arm("hints", 0)
+def test_the_one_stage_variant_weighs_the_mean_squared_hint_by_100():
+    arms = fitnets.arms(fitnets.PROFILES["cpu"])
+    assert arms["fitnet_joint"].objective == HintsWithLabels("relu6", "relu2", 100.0, "relu", reduction="mean")
+
+
+def test_the_benchmark_names_each_arm_after_its_pair_and_distils_at_t4():
+    [(pair, arms), _] = fitnets.benchmark_arms(fitnets.PROFILES["paper"])
+    assert [arm.name for arm in arms] == [f"{pair.name} {arm}" for arm in ("teacher", "student", "kd", "fitnet_joint")]
+    assert arms[2].objective == ResponseKD(4.0, 0.1) and arms[2].teacher == arms[0]
+
+
+def test_hint_epochs_that_leave_a_stage_empty_are_refused():
+    p = fitnets.PROFILES["cpu"]
+    with pytest.raises(ValueError, match="hint_epochs=20 must leave both stages at least one of the 20 epochs"):
+        fitnets.arms(replace(p, hint_epochs=p.pair.student_recipe.epochs))
 
 
 def test_layers_counts_convolutions_and_linear_layers():
@@ -81,7 +82,7 @@ def test_layers_counts_convolutions_and_linear_layers():
 
 
 def test_every_claim_names_arms_the_notebook_runs():
-    assert all({c.better, c.worse} <= set(fitnets.WHAT) | {"teacher"} for c in fitnets.CLAIMS)
+    assert all({c.better, c.worse} <= set(fitnets.WHAT) for c in fitnets.CLAIMS)
 
 
 def test_kd_weights_keep_the_papers_ratio_of_label_and_soft_gradients():

@@ -8,25 +8,27 @@ attention maps, where its activations are strong, at the end of each residual gr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro.paper import Comparison, Paper
+from kdrepro.arms import Arm
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data
-from kdrepro.experiment import mean_std, runs_by_arm
+from kdrepro.experiment import Experiment
 from kdrepro.experiments import vision
 from kdrepro.experiments.fitnets import BENCHMARK_RECIPE
-from kdrepro.experiments.vision import Method, Pair, PairRun, describe
-from kdrepro.losses.feature import attention_map, attention_transfer_loss
-from kdrepro.schemes import FeatureDistillation
+from kdrepro.experiments.vision import Pair, describe
+from kdrepro.losses.feature import attention_map
+from kdrepro.measures import AttentionDistance, Classification
+from kdrepro.objectives.feature import AttentionTransfer, AttentionTransferKD
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.paper import Comparison, Paper
+from kdrepro.tables import mean_std, runs_by_arm
 from kdrepro.taps import forward_with_features
-from kdrepro.train import Recipe, fit
+from kdrepro.train import Recipe
 
 PAPER = Paper("attention_transfer", "Zagoruyko & Komodakis 2017: Paying More Attention to Attention",
               "03_attention_transfer.ipynb", transferred="feature", scheme="offline",
@@ -87,60 +89,30 @@ CLAIMS = [
 ]
 
 
-class AttentionTransfer:
-    """The arms of Table 1 for one teacher -> student pair: student, AT, KD, AT + KD (and the teacher)."""
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Table 1's arms, at seed 0 (`Arm.at` moves one to another seed): the teacher, and the student alone, with
+    attention transfer (CE + beta/2 sum_j AT_j), with KD and with both (the paper's combination), every student
+    from the same initial weights."""
+    return vision.pair_arms(p.pair, {
+        "at": AttentionTransfer(p.layers, p.beta, p.p, p.form),
+        "kd": ResponseKD(p.temperature, p.hard_weight),
+        "at_kd": AttentionTransferKD(p.layers, p.temperature, p.hard_weight, p.beta, p.p, p.form)})
 
-    def __init__(self, run: PairRun, protocol: Protocol, layers: tuple[tuple[str, str], ...]):
-        self.run, self.protocol, self.layers = run, protocol, layers
 
-    def arm(self, arm: str, seed: int, main: bool = True) -> dict[str, Any]:
-        """Train (or read from the cache) one arm and record its test metrics and its attention distance."""
-        if arm == "teacher":
-            return self.run.teacher_arm(seed, main)
-        return self.run.student_arm(arm, seed, self._method(arm, seed, main), main,
-                                    extra=lambda model: self.attention_distance(model, seed))
+def benchmark_arms(p: Protocol) -> list[tuple[Pair, tuple[tuple[str, str], ...], list[Arm]]]:
+    """Each CIFAR-100 benchmark pair with its attention layers and its arms (teacher, student, KD, AT), named
+    "<pair> <arm>"."""
+    return [(pair, layers, list(vision.pair_arms(pair, {
+        "kd": ResponseKD(p.temperature, p.hard_weight),
+        "at": AttentionTransfer(layers, p.beta, p.p, p.form)}, prefix=f"{pair.name} ").values()))
+        for pair, layers in p.benchmark]
 
-    def model(self, arm: str, seed: int) -> nn.Module:
-        """The trained network of an arm (from the cache once the arm has run)."""
-        return self.run.teacher(seed) if arm == "teacher" else self.run.student(arm, seed, self._method(arm, seed))
 
-    def _method(self, arm: str, seed: int, main: bool = True) -> Method:
-        """student: CE; kd: Hinton KD; at: CE + beta/2 sum_j AT_j; at_kd: KD + beta/2 sum_j AT_j (the paper's
-        combination)."""
-        p, run = self.protocol, self.run
-        if arm == "student":
-            return run.scratch(seed, main)
-        if arm == "kd":
-            return run.kd(seed, p.temperature, p.hard_weight, main)
-        if arm not in ("at", "at_kd"):
-            raise ValueError(f"unknown arm {arm!r}; the arms are {', '.join(WHAT)}")
-        temperature = p.temperature if arm == "at_kd" else None
-        hard_weight = p.hard_weight if temperature else 1.0
-        method = {"method": arm, "layers": self.layers, "beta": p.beta, "form": p.form, "p": p.p,
-                  "temperature": temperature, "hard_weight": hard_weight}
-
-        def train(model: nn.Module) -> None:
-            objective = FeatureDistillation(run.teacher(seed), self.layers,
-                                            partial(attention_transfer_loss, p=p.p, form=p.form), weight=p.beta / 2,
-                                            temperature=temperature, hard_weight=hard_weight)
-            fit(model, objective, run.data.train, run.pair.student_recipe, seed=seed,
-                name=f"{run.arm_name(arm, main)} seed {seed}")
-
-        return method, train
-
-    def attention_distance(self, model: nn.Module, seed: int) -> dict[str, float]:
-        """How far the student's attention is from the teacher's on the test set: the paper-form distance
-        || Q_S/||Q_S|| - Q_T/||Q_T|| ||_2, averaged over images and layer pairs (0: the same maps)."""
-        teacher, x = self.run.teacher(seed), self.run.data.test.x   # the teacher first: it may still need training
-        model.eval()
-        total = 0.0
-        with torch.no_grad():
-            for start in range(0, len(x), 1000):
-                _, s = forward_with_features(model, x[start: start + 1000], [a for a, _ in self.layers])
-                _, t = forward_with_features(teacher, x[start: start + 1000], [b for _, b in self.layers])
-                total += sum(float(attention_transfer_loss(s[a], t[b], form="paper")) * len(s[a])
-                             for a, b in self.layers)
-        return {"attention_distance": total / (len(x) * len(self.layers))}
+def run_pair(exp: Experiment, arms: list[Arm], layers: tuple[tuple[str, str], ...], data: Data) -> None:
+    """The teacher (the first arm), then every student with its attention distance to that seed's teacher."""
+    teacher, *students = arms
+    exp.run_arms([teacher], data, Classification(multiply_adds=True))
+    exp.run_arms(students, data, AttentionDistance(layers, teacher))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

@@ -8,21 +8,21 @@ student by knowledge distillation.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from torch import nn
 
-from kdrepro.paper import Comparison, Paper
+from kdrepro.arms import Arm, Stage
 from kdrepro.claims import Claim, Precondition
-from kdrepro.experiment import mean_std, runs_by_arm
 from kdrepro.experiments import vision
-from kdrepro.experiments.vision import Method, Pair, PairRun, describe
-from kdrepro.losses.feature import HintRegressor, hint_loss
-from kdrepro.schemes import FeatureDistillation, ResponseDistillation
-from kdrepro.taps import feature_shapes
-from kdrepro.train import Recipe, Stage, fit, fit_stages
+from kdrepro.experiments.vision import Pair, describe
+from kdrepro.measures import Classification
+from kdrepro.objectives.feature import Hints, HintsWithLabels
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.paper import Comparison, Paper
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe
 
 PAPER = Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets",
               "02_fitnets.ipynb", transferred="feature", scheme="offline",
@@ -30,7 +30,7 @@ PAPER = Paper("fitnets", "Romero et al. 2015: FitNets: Hints for Thin Deep Nets"
 
 
 @dataclass(frozen=True)
-class Hints:
+class HintLayers:
     """Where the hint is read and where the student is guided."""
 
     hint: str                       # the teacher's module (its middle layer)
@@ -42,12 +42,12 @@ class Hints:
 class Protocol:
     seeds: tuple[int, ...]
     pair: Pair                      # the paper's experiment: wide-shallow teacher, thin-deep student
-    hints: Hints
+    hints: HintLayers
     hint_epochs: int                # of the student recipe's epochs, stage 1; stage 2 gets the rest (same budget)
     temperature: float = 3.0        # FitNets' tau
     soft_weight: float = 2.5        # FitNets' lambda, the mean of its linear decay from 4 to 1
     joint_weight: float = 100.0     # the one-stage variant's hint weight (CIFAR-100 code, mean squared error)
-    benchmark: tuple[tuple[Pair, Hints], ...] = ()   # the CIFAR-100 benchmark's pairs, one-stage as it runs them
+    benchmark: tuple[tuple[Pair, HintLayers], ...] = ()   # the CIFAR-100 benchmark's pairs, one-stage as it runs them
     benchmark_temperature: float = 4.0   # the benchmark's KD: T = 4, weight 0.1 on labels
     benchmark_hard_weight: float = 0.1
 
@@ -71,17 +71,17 @@ BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", m
                           weight_decay=5e-4, crop_padding=4, flip=True)
 BENCHMARK = (
     (Pair("resnet32x4-resnet8x4", "cifar100", None, 0, "resnet32x4", "resnet8x4", BENCHMARK_RECIPE, BENCHMARK_RECIPE,
-          download=True), Hints("layer2", "layer2", "relu")),
+          download=True), HintLayers("layer2", "layer2", "relu")),
     (Pair("wrn_40_2-wrn_16_2", "cifar100", None, 0, "wrn_40_2", "wrn_16_2", BENCHMARK_RECIPE, BENCHMARK_RECIPE,
-          download=True), Hints("block2", "block2", None)),
+          download=True), HintLayers("block2", "block2", None)),
 )
 
 PROFILES = {
     "smoke": Protocol(seeds=(0,), pair=replace(CPU_PAIR, train_size=600, val_size=200, test_size=500,
                                                teacher_recipe=replace(CPU_PAIR.teacher_recipe, epochs=1),
                                                student_recipe=replace(CPU_PAIR.student_recipe, epochs=2)),
-                      hints=Hints("relu2", "relu6", "relu"), hint_epochs=1),
-    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR, hints=Hints("relu2", "relu6", "relu"), hint_epochs=5),
+                      hints=HintLayers("relu2", "relu6", "relu"), hint_epochs=1),
+    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR, hints=HintLayers("relu2", "relu6", "relu"), hint_epochs=5),
     # CIFAR-10 as published: a wide 5-layer teacher (ReLU in place of maxout) and FitNet 1 (11 layers, thin)
     "paper": Protocol(seeds=(0, 1, 2), pair=Pair(
         "fitnets-cifar10", "cifar10", train_size=None, val_size=5000,
@@ -89,7 +89,7 @@ PROFILES = {
         student="fitnet1",
         teacher_recipe=Recipe(epochs=100, lr=0.05, weight_decay=5e-4, crop_padding=4, flip=True),
         student_recipe=Recipe(epochs=100, lr=0.01, weight_decay=5e-4, crop_padding=4, flip=True),
-        download=True), hints=Hints("relu3", "relu6", "relu"), hint_epochs=20, benchmark=BENCHMARK),
+        download=True), hints=HintLayers("relu3", "relu6", "relu"), hint_epochs=20, benchmark=BENCHMARK),
 }
 
 # hints and KD can only pass on what the teacher does better than the thin-deep student (see kdrepro.claims)
@@ -107,73 +107,35 @@ CLAIMS = [
 ]
 
 
-class FitNets:
-    """The arms of one teacher -> student pair."""
+MEASURE = Classification(multiply_adds=True)   # Table 5 reports multiply-adds beside accuracy
 
-    def __init__(self, run: PairRun, protocol: Protocol, hints: Hints):
-        self.run, self.protocol, self.hints = run, protocol, hints
-        self.recipe = run.pair.student_recipe
 
-    def arm(self, arm: str, seed: int, main: bool = True) -> dict:
-        """Train (or read from the cache) one arm and record its test metrics."""
-        if arm == "teacher":
-            return self.run.teacher_arm(seed, main)
-        return self.run.student_arm(arm, seed, self._method(arm, seed, main), main)
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm of the paper's experiment, at seed 0 (`Arm.at` moves one to another seed). The FitNet's stage 1
+    trains the layers up to the guided one and a regressor on hints alone (the hint loss averaged over elements,
+    see DEPARTURES); its stage 2 is the KD arm's objective. The two stages share the recipe's epochs, so the FitNet
+    trains no longer than any other arm, and its KD stage starts from the hint-trained weights."""
+    epochs = p.pair.student_recipe.epochs
+    if not 0 < p.hint_epochs < epochs:
+        raise ValueError(f"hint_epochs={p.hint_epochs} must leave both stages at least one of the {epochs} epochs")
+    kd = ResponseKD(p.temperature, p.hard_weight)
+    hints = Hints(p.hints.guided, p.hints.hint, p.hints.activation, reduction="mean")
+    return vision.pair_arms(p.pair, {"kd": kd,
+                                     "fitnet": (Stage(hints, p.hint_epochs), Stage(kd, epochs - p.hint_epochs)),
+                                     "fitnet_joint": one_stage(p.hints, p.joint_weight)})
 
-    def _method(self, arm: str, seed: int, main: bool) -> Method:
-        p, run = self.protocol, self.run
-        methods = {"student": lambda: run.scratch(seed, main),
-                   "kd": lambda: run.kd(seed, p.temperature, p.hard_weight, main) if main else
-                   run.kd(seed, p.benchmark_temperature, p.benchmark_hard_weight, main),
-                   "fitnet": lambda: self._fitnet(seed), "fitnet_joint": lambda: self._joint(seed, main)}
-        if arm not in methods:
-            raise ValueError(f"unknown arm {arm!r}; the arms are teacher, {', '.join(methods)}")
-        return methods[arm]()
 
-    def _fitnet(self, seed: int) -> Method:
-        """Stage 1: hints (L_HT) train the layers up to the guided one and the regressor; stage 2: KD trains the
-        whole student. Together they take the recipe's epochs, like every other arm."""
-        p, run = self.protocol, self.run
-        if not 0 < p.hint_epochs < self.recipe.epochs:
-            raise ValueError(f"hint_epochs={p.hint_epochs} must leave both stages at least one of the "
-                             f"{self.recipe.epochs} epochs")
+def benchmark_arms(p: Protocol) -> list[tuple[Pair, list[Arm]]]:
+    """Each CIFAR-100 benchmark pair with its arms (teacher, student, KD at the benchmark's T and weight, FitNets
+    in one stage as the benchmark runs it), named "<pair> <arm>"."""
+    kd = ResponseKD(p.benchmark_temperature, p.benchmark_hard_weight)
+    return [(pair, list(vision.pair_arms(pair, {"kd": kd, "fitnet_joint": one_stage(layers, p.joint_weight)},
+                                         prefix=f"{pair.name} ").values())) for pair, layers in p.benchmark]
 
-        def train(model: nn.Module) -> None:
-            regressor = self._regressor(model, seed, kind="paper")
-            stages = [
-                # the paper sums over the hint's elements, a scale its RMSProp ignores; with SGD we average them
-                # (the same minimiser, at a usable learning rate)
-                Stage("hints", FeatureDistillation(run.teacher(seed), [(self.hints.guided, self.hints.hint)],
-                                                   partial(hint_loss, reduction="mean"), weight=1.0,
-                                                   adapters={self.hints.guided: regressor}, task=False),
-                      replace(self.recipe, epochs=p.hint_epochs)),
-                Stage("kd", ResponseDistillation(run.teacher_targets(seed), p.temperature, p.hard_weight),
-                      replace(self.recipe, epochs=self.recipe.epochs - p.hint_epochs)),
-            ]
-            fit_stages(model, stages, run.data.train, seed=seed, name=f"fitnet seed {seed}")
 
-        return {"method": "fitnet", **vars(self.hints), "hint_epochs": p.hint_epochs,
-                "temperature": p.temperature, "hard_weight": p.hard_weight}, train
-
-    def _joint(self, seed: int, main: bool) -> Method:
-        """The one-stage variant common in CIFAR-100 code: CE + joint_weight * MSE(r(v_g), u_h), a 1x1 regressor."""
-        p, run = self.protocol, self.run
-
-        def train(model: nn.Module) -> None:
-            regressor = self._regressor(model, seed, kind="1x1")
-            objective = FeatureDistillation(run.teacher(seed), [(self.hints.guided, self.hints.hint)],
-                                            partial(hint_loss, reduction="mean"), weight=p.joint_weight,
-                                            adapters={self.hints.guided: regressor})
-            fit(model, objective, run.data.train, self.recipe, seed=seed,
-                name=f"{run.arm_name('fitnet_joint', main)} seed {seed}")
-
-        return {"method": "fitnet-joint", **vars(self.hints), "weight": p.joint_weight}, train
-
-    def _regressor(self, student: nn.Module, seed: int, kind: str) -> HintRegressor:
-        shape = self.run.data.input_shape
-        guided = feature_shapes(student, shape, [self.hints.guided])[self.hints.guided]
-        hint = feature_shapes(self.run.teacher(seed), shape, [self.hints.hint])[self.hints.hint]
-        return HintRegressor(guided, hint, kind, self.hints.activation).to(self.run.exp.device)
+def one_stage(layers: HintLayers, weight: float) -> HintsWithLabels:
+    """The one-stage variant: labels and hints together (mean squared error), a 1x1 regressor."""
+    return HintsWithLabels(layers.guided, layers.hint, weight, layers.activation, reduction="mean")
 
 
 def layers(model: nn.Module) -> int:

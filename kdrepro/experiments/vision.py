@@ -1,23 +1,18 @@
-"""What the image-classification papers share: a teacher -> student pair on one dataset, its cached teacher, and
-student arms run through the experiment's cache with the same recipe and seed pairing."""
+"""What the image-classification papers share: a teacher -> student pair on one dataset (protocol data), the
+pair's arms, and the table of a benchmark's pairs beside the published numbers."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import dataclass
 
 import pandas as pd
-import torch
-from torch import Tensor, nn
 
+from kdrepro.arms import Arm, Net, Stage
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std
-from kdrepro.models import build, count_multiply_adds, count_parameters
-from kdrepro.schemes import ResponseDistillation, teacher_logits
-from kdrepro.train import CrossEntropy, Recipe, evaluate, fit
-
-# how a student arm is trained: a JSON-able description (it keys the cache) and the function that trains it
-Method = tuple[dict[str, Any], Callable[[nn.Module], None]]
+from kdrepro.objectives import Objective
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.tables import mean_std
+from kdrepro.train import Recipe
 
 
 @dataclass(frozen=True)
@@ -49,90 +44,17 @@ def describe(architecture: str | dict) -> str:
     return " ".join([architecture["family"]] + [f"{k}={v}" for k, v in architecture.items() if k != "family"])
 
 
-class PairRun:
-    """A pair's teacher (trained once per seed and cached) and its student arms."""
-
-    def __init__(self, experiment: Experiment, pair: Pair, data: Data):
-        self.exp, self.pair = experiment, pair
-        self.data = data.to(experiment.device)
-        self.data_key = data.key()
-        self._logits: dict[int, Tensor] = {}
-
-    def arm_name(self, arm: str, main: bool = True) -> str:
-        """A benchmark pair's arms carry the pair's name, so one runs table holds every pair."""
-        return arm if main else f"{self.pair.name} {arm}"
-
-    def build(self, architecture: str | dict, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build(architecture, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
-
-    def teacher_config(self, seed: int) -> dict[str, Any]:
-        return {"data": self.data_key, "architecture": self.pair.teacher, "recipe": asdict(self.pair.teacher_recipe),
-                "seed": seed}
-
-    def teacher(self, seed: int) -> nn.Module:
-        def train(model: nn.Module) -> None:
-            fit(model, CrossEntropy(), self.data.train, self.pair.teacher_recipe, seed=seed,
-                name=f"{self.pair.name} teacher seed {seed}")
-
-        return self.exp.model(f"{self.pair.name}-teacher", self.teacher_config(seed),
-                              lambda: self.build(self.pair.teacher, seed), train)
-
-    def teacher_arm(self, seed: int, main: bool = True) -> dict[str, Any]:
-        return self.exp.run_config(self.arm_name("teacher", main), seed, self.teacher_config(seed),
-                            lambda: self.metrics(self.teacher(seed)))
-
-    def teacher_targets(self, seed: int) -> nn.Module | Tensor:
-        """What KD reads from the teacher: its logits on the training split, computed once, when the inputs never
-        change between epochs; the frozen teacher itself, called on every augmented batch, when they do."""
-        if self.pair.student_recipe.augments:
-            return self.teacher(seed)
-        if seed not in self._logits:
-            self._logits[seed] = teacher_logits(self.teacher(seed), self.data.train.x)
-        return self._logits[seed]
-
-    def student(self, arm: str, seed: int, method: Method) -> nn.Module:
-        """A student trained by the method's `train` (which calls `fit` with the pair's student recipe), cached
-        like a teacher; the method's description keys the cache entry with the pair's configuration."""
-        description, train = method
-        return self.exp.model(f"{self.pair.name}-{arm}", self._student_config(seed, description),
-                              lambda: self.build(self.pair.student, seed), train)
-
-    def _student_config(self, seed: int, method: dict[str, Any]) -> dict[str, Any]:
-        return {"data": self.data_key, "architecture": self.pair.student, "recipe": asdict(self.pair.student_recipe),
-                "teacher": self.teacher_config(seed), **method}
-
-    def student_arm(self, arm: str, seed: int, method: Method, main: bool = True,
-                    extra: Callable[[nn.Module], dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The test metrics of `student(...)` (plus `extra` ones), recorded as one row of the runs."""
-        def compute() -> dict[str, Any]:
-            model = self.student(arm, seed, method)
-            return {**self.metrics(model), **(extra(model) if extra else {})}
-
-        return self.exp.run_config(self.arm_name(arm, main), seed, self._student_config(seed, method[0]), compute)
-
-    def scratch(self, seed: int, main: bool = True) -> Method:
-        """The student on labels alone."""
-        def train(model: nn.Module) -> None:
-            fit(model, CrossEntropy(), self.data.train, self.pair.student_recipe, seed=seed,
-                name=f"{self.arm_name('student', main)} seed {seed}")
-
-        return {"method": "cross-entropy"}, train
-
-    def kd(self, seed: int, temperature: float, hard_weight: float, main: bool = True) -> Method:
-        """The student distilled from the teacher's outputs (Hinton et al. 2015)."""
-        def train(model: nn.Module) -> None:
-            objective = ResponseDistillation(self.teacher_targets(seed), temperature, hard_weight)
-            fit(model, objective, self.data.train, self.pair.student_recipe, seed=seed,
-                name=f"{self.arm_name('kd', main)} seed {seed}")
-
-        return {"method": "kd", "temperature": temperature, "hard_weight": hard_weight}, train
-
-    def metrics(self, model: nn.Module) -> dict[str, Any]:
-        result = evaluate(model, self.data.test)
-        return {"test_error": result["error"], "test_errors": result["errors"],
-                "parameters": count_parameters(model),
-                "multiply_adds": count_multiply_adds(model, self.data.input_shape)}
+def pair_arms(pair: Pair, distilled: dict[str, Objective | tuple[Stage, ...]], prefix: str = ""
+              ) -> dict[str, Arm]:
+    """The pair's teacher (labels alone, weights of its own), its student on labels alone, and a student per
+    distilling objective (or stages) of `distilled`, each learning from that teacher; named `prefix` + their key.
+    Every student starts from the same weights at a seed, sees the same batches and follows the pair's student
+    recipe, so the arms differ by their objective alone."""
+    teacher = Arm(f"{prefix}teacher", Net(pair.teacher, "teacher"), CrossEntropy(), pair.teacher_recipe)
+    student = Net(pair.student, "student")
+    return {"teacher": teacher, "student": Arm(f"{prefix}student", student, CrossEntropy(), pair.student_recipe),
+            **{name: Arm(prefix + name, student, objective, pair.student_recipe, teacher)
+               for name, objective in distilled.items()}}
 
 
 def benchmark_table(runs: pd.DataFrame, pairs: list[Pair], published: dict[str, dict[str, float]]
