@@ -19,7 +19,7 @@ from kdrepro.augment import random_crop, random_flip
 from kdrepro.data import Batch, Split, batches
 from kdrepro.objectives.base import Context
 from kdrepro.objectives.base import Objective as NewObjective
-from kdrepro.seeds import derive, generator
+from kdrepro.seeds import derive, generator, seeded
 
 if TYPE_CHECKING:
     from kdrepro.schemes import Teacher
@@ -213,7 +213,8 @@ def _start(objective, model: nn.Module, teacher: Teacher | None, train: Split, s
     if not isinstance(objective, NewObjective):  # an objective of the older kind returns one loss
         return Context(teacher=teacher), lambda batch: {"loss": objective.loss(model, batch)}
     device = next(model.parameters()).device
-    owned = objective.modules(model, teacher, tuple(train.x.shape[1:]))
+    with seeded(seed, "modules"):  # an owned module's initial weights (a regressor's) come from a stream of their own
+        owned = objective.modules(model, teacher, tuple(train.x.shape[1:]))
     context = Context(teacher=teacher, modules=nn.ModuleDict(owned).to(device),
                       generator=generator(seed, "objective"))
     return context, lambda batch: objective.terms(model, batch, context)

@@ -14,6 +14,7 @@ from kdrepro.models import plain_cnn, wide_resnet
 from kdrepro.objectives import Context
 from kdrepro.objectives.feature import AttentionTransfer, AttentionTransferKD, Hints, HintsWithLabels
 from kdrepro.schemes import Teacher
+from kdrepro.seeds import seeded
 from kdrepro.train import Recipe, fit
 
 GROUPS = (("block1", "block1"), ("block3", "block3"))
@@ -153,3 +154,21 @@ def test_the_hint_stage_trains_only_the_layers_up_to_the_guided_one_and_the_regr
     assert changed == {f"conv{i}.{p}" for i in (1, 2, 3, 4) for p in ("weight", "bias")}
     assert any(not torch.equal(v, owned["initial"][k]) for k, v in owned["regressor"].state_dict().items())
     assert list(history.terms) == ["hint"] and history.loss[-1] < history.loss[0]
+
+
+def test_the_regressor_starts_from_its_own_stream_of_the_runs_seed():
+    teacher, student = thin_and_wide()
+    train, owned = Split(batch(8).x, batch(8).y), []
+
+    class KeepsItsRegressor(Hints):
+        def modules(self, model, frozen, input_shape):
+            built = super().modules(model, frozen, input_shape)
+            owned.append(copy.deepcopy(built["regressor"].state_dict()))
+            return built
+
+    objective = KeepsItsRegressor("relu4", "relu2")
+    with seeded(7, "modules"):
+        expected = objective.modules(student, Teacher(teacher, train.x), (1, 12, 12))["regressor"].state_dict()
+    fit(student, objective, train, Recipe(epochs=1, batch_size=8, lr=0.01), seed=7,
+        teacher=Teacher(teacher, train.x), progress_seconds=None)
+    assert all(torch.equal(owned[-1][k], v) for k, v in expected.items())

@@ -80,7 +80,8 @@ class HintsWithLabels(Objective):
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
         logits, regressed, hint = regressed_and_hint(self, model, batch, context)
-        return {"ce": F.cross_entropy(logits, batch.y), "hint": self.weight * hint_loss(regressed, hint, self.reduction)}
+        return {"ce": F.cross_entropy(logits, batch.y),
+                "hint": self.weight * hint_loss(regressed, hint, self.reduction)}
 
 
 @dataclass(frozen=True)
