@@ -214,4 +214,6 @@ def _call(spec: Any) -> str:
         return f"{type(spec).__name__}({fields})"
     if isinstance(spec, dict) and "family" in spec:
         return " ".join([spec["family"]] + [f"{k}={v}" for k, v in spec.items() if k != "family"])
+    if isinstance(spec, tuple):  # a cohort's peers: each as its call
+        return "(" + ", ".join(_call(item) for item in spec) + ")"
     return repr(spec) if isinstance(spec, str) else str(spec)

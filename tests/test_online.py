@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdrepro.arms import Net
+from kdrepro.arms import Arm, Net
 from kdrepro.data import Batch, Data, Split
 from kdrepro.losses.response import ensemble_logits, mimicry_losses, mutual_learning_losses
 from kdrepro.objectives import Context
@@ -170,3 +170,9 @@ def test_cohort_keeps_each_peer_unchanged_as_a_module():
     cohort = Cohort([copy.deepcopy(peer), peer])
     assert cohort.peers[1] is peer
     assert sum(p.numel() for p in cohort.parameters()) == 2 * sum(p.numel() for p in peer.parameters())
+
+
+def test_a_cohort_arms_wiring_names_each_peer():
+    arm = Arm("dml", CohortNet((Net(MLP, "a"), Net({"family": "mlp", "hidden": [8]}, "b"))), MutualLearning(), RECIPE)
+    assert arm.describe() == ("dml: MutualLearning(); net CohortNet(peers=(Net(architecture=mlp hidden=[16], init='a'), "
+                              "Net(architecture=mlp hidden=[8], init='b'))); 3 epochs")
