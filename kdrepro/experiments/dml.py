@@ -15,7 +15,7 @@ import torch
 from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run
 from kdrepro.measures import Classification, Measure, Peer, PeerMean, WeightNoise
 from kdrepro.objectives.response import MutualLearning
 from kdrepro.objectives.task import CrossEntropy
@@ -157,6 +157,13 @@ def history_columns(arm: str, history: History) -> dict[str, object]:
     return {"train_loss": history.terms["ce"], "seconds": history.seconds}
 
 
+def runs(p: Protocol) -> list[Run]:
+    """Every run `run_arms` makes, each arm read by its measure at the seed: what `python -m kdrepro plan` lists and
+    `work` trains."""
+    readings = measures(p)
+    return [Run(arm.at(seed), readings[name].at(seed)) for seed in p.seeds for name, arm in arms(p).items()]
+
+
 # --- the notebook's tables and figures --------------------------------------------------------------------------
 
 def describe(architecture: str | dict) -> str:
@@ -259,6 +266,8 @@ DEPARTURES = """
   paper does not say how its independent baselines were seeded.
 - Wide minima: the paper perturbs the weights with Gaussian noise and reports the rise of the training loss; our
   probe does the same on 2,000 training images in evaluation mode (batch-norm statistics not recomputed), three
-  noise draws per sigma. The sigma the claim reads (0.02) was fixed before running.
+  noise draws per sigma, drawn from the seed's stream: at a seed, the network alone and its peers get the same
+  noise (the comparison is paired), and each sigma scales the same draws. The sigma the claim reads (0.02) was
+  fixed before running.
 - Every number is the last epoch's, never the best epoch's.
 """
