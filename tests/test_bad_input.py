@@ -16,7 +16,7 @@ from kdrepro.data import Split
 from kdrepro.experiments import seqkd
 from kdrepro.metric_learning import triplet_loss
 from kdrepro.models import mlp
-from kdrepro.relation_distillation import FSPDistillation
+from kdrepro.objectives.relation import FSP
 from kdrepro.results import device_description, measured_on
 from kdrepro.train import NonFiniteLossError, NonFiniteWeightsError, Objective, Recipe, evaluate, fit
 
@@ -100,7 +100,7 @@ def test_a_triplet_margin_that_is_not_positive_and_finite_is_refused(margin):
 @pytest.mark.parametrize("weight", [math.nan, math.inf])
 def test_an_fsp_weight_that_is_not_finite_is_refused_when_the_objective_is_made(weight):
     with pytest.raises(ValueError, match=r"FSP needs one non-negative weight per layer pair, each finite"):
-        FSPDistillation(nn.Linear(2, 2), [("a", "b"), ("b", "c")], weights=[1.0, weight])
+        FSP((("a", "b"), ("b", "c")), weights=(1.0, weight))
 
 
 # --- the cache ----------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ stage 2 trains the task by cross-entropy alone. FitNets' hint initialisation is 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,16 +16,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdrepro.paper import Comparison, Paper
+from kdrepro.arms import Arm, Net, Stage
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment, mean_std, runs_by_arm
-from kdrepro.losses.feature import HintRegressor, hint_loss
-from kdrepro.models import build, count_parameters
-from kdrepro.relation_distillation import FSPDistillation, fsp_matrices
-from kdrepro.schemes import FeatureDistillation
-from kdrepro.taps import feature_shapes
-from kdrepro.train import CrossEntropy, Recipe, Stage, evaluate, fit, fit_stages
+from kdrepro.experiment import Experiment
+from kdrepro.measures import Classification, Measure
+from kdrepro.objectives.feature import Hints
+from kdrepro.objectives.relation import FSP, fsp_matrices
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.paper import Comparison, Paper
+from kdrepro.tables import mean_std, runs_by_arm
+from kdrepro.train import Recipe
 
 PAPER = Paper("fsp", "Yim, Joo, Bae & Kim 2017: A Gift from Knowledge Distillation (FSP)",
               "04_fsp.ipynb", transferred="relation", scheme="offline",
@@ -94,7 +95,7 @@ CLAIMS = [
 
 def load(protocol: Protocol) -> Data:
     return load_data(protocol.dataset, train_size=protocol.train_size, val_size=protocol.val_size,
-                     download=protocol.download, image_size=protocol.image_size)
+                     download=protocol.download, image_size=protocol.image_size).first_test(protocol.test_size)
 
 
 def shortened(recipe: Recipe, fraction: float) -> Recipe:
@@ -105,88 +106,47 @@ def shortened(recipe: Recipe, fraction: float) -> Recipe:
     return replace(recipe, epochs=epochs, milestones=milestones)
 
 
-class FSP:
-    """The arms: teacher, scratch student, FSP- and FitNets-initialised students, each at the full and (scratch
-    and FSP) the short schedule. Seeds pair everything: one teacher per seed, the same student initialisation."""
+def arms(p: Protocol) -> dict[str, Arm]:
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed). Each seed trains its own teacher; every student
+    starts from the same initial weights. The FSP and FitNets students first run stage 1 (FSP matrices, or a hint
+    through FitNets' regressor) with a recipe of its own, then stage 2, the scratch student's recipe; at a third of
+    the iterations, stage 2 is that recipe compressed. Stage 2 and the scratch students record validation accuracy
+    after every epoch (the curves)."""
+    teacher = Arm("teacher", Net(p.teacher, "teacher"), CrossEntropy(), p.teacher_recipe)
+    student = Net(p.student)
+    full = replace(p.student_recipe, validation_curve=True)
+    third = shortened(full, p.fraction)
+    fsp_stage = Stage(FSP(p.pairs), p.init_recipe.epochs, p.init_recipe)
+    hint_stage = Stage(Hints(*p.hint), p.init_recipe.epochs, p.init_recipe)
 
-    def __init__(self, experiment: Experiment, data: Data):
-        self.exp, self.protocol = experiment, experiment.protocol
-        self.data = data.first_test(self.protocol.test_size).to(experiment.device)
-        self.data_key = data.key()
+    def then_task(name: str, first: Stage, recipe: Recipe) -> Arm:
+        return Arm(name, student, (first, Stage(CrossEntropy(), recipe.epochs)), recipe, teacher)
 
-    def _build(self, architecture: str | dict, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build(architecture, self.data.num_classes, self.data.input_shape[0]).to(self.exp.device)
+    return {
+        "teacher": teacher,
+        "student": Arm("student", student, CrossEntropy(), full),
+        "fsp": then_task("fsp", fsp_stage, full),
+        "fitnets": then_task("fitnets", hint_stage, full),
+        "student_third": Arm("student_third", student, CrossEntropy(), third),
+        "fsp_third": then_task("fsp_third", fsp_stage, third),
+        # stage 1 alone (the same weights as the FSP arms' after it): the matrices it learnt, drawn
+        "fsp_stage1": Arm("fsp_stage1", student, FSP(p.pairs), p.init_recipe, teacher),
+    }
 
-    def teacher(self, seed: int) -> nn.Module:
-        p = self.protocol
 
-        def train(model):
-            fit(model, CrossEntropy(), self.data.train, p.teacher_recipe, seed=seed, name=f"teacher seed {seed}")
+def measure(p: Protocol) -> Measure:
+    """Every arm's reading: test error (validation error for the claims' preconditions) and parameters."""
+    return Classification()
 
-        return self.exp.model("resnet-teacher", self._teacher_config(seed), lambda: self._build(p.teacher, seed), train)
 
-    def teacher_arm(self, seed: int) -> dict:
-        def compute():
-            teacher = self.teacher(seed)
-            return {**self._metrics(teacher), "parameters": count_parameters(teacher)}
-        return self.exp.run_config("teacher", seed, self._teacher_config(seed), compute)
-
-    def initialised(self, init: str, seed: int) -> nn.Module:
-        """The student after stage 1 ("fsp" or "fitnets"), or freshly initialised ("scratch")."""
-        p = self.protocol
-        if init == "scratch":
-            return self._build(p.student, seed)
-
-        def train(model):
-            fit_stages(model, [Stage(init, self._init_objective(init, seed, model), p.init_recipe)],
-                       self.data.train, seed=seed, name=f"seed {seed}")
-
-        return self.exp.model(f"{init}-init", self._init_config(init, seed), lambda: self._build(p.student, seed),
-                              train)
-
-    def student_arm(self, arm: str, init: str, seed: int, short: bool = False) -> dict:
-        """Stage 2 (cross-entropy) from `init`, over the full or the short schedule; validation accuracy is
-        recorded after every epoch for the curves."""
-        p = self.protocol
-        recipe = shortened(p.student_recipe, p.fraction) if short else p.student_recipe
-        config = {"init": self._init_config(init, seed), "recipe": asdict(recipe)}
-
-        def compute():
-            model = self.initialised(init, seed)
-            history = fit(model, CrossEntropy(), self.data.train, recipe, seed=seed, val=self.data.val,
-                          name=f"{arm} seed {seed}")
-            return {**self._metrics(model), "val_curve": history.val_accuracy, "epochs": recipe.epochs,
-                    "steps_per_epoch": math.ceil(len(self.data.train) / recipe.batch_size)}
-
-        return self.exp.run_config(arm, seed, config, compute)
-
-    def _init_objective(self, init: str, seed: int, student: nn.Module):
-        teacher = self.teacher(seed)
-        if init == "fsp":
-            return FSPDistillation(teacher, self.protocol.pairs)
-        guided, hint = self.protocol.hint
-        shape = self.data.input_shape
-        regressor = HintRegressor(feature_shapes(student, shape, [guided])[guided],
-                                  feature_shapes(teacher, shape, [hint])[hint]).to(self.exp.device)
-        return FeatureDistillation(teacher, [(guided, hint)], hint_loss, weight=1.0,
-                                   adapters={guided: regressor}, task=False)
-
-    def _teacher_config(self, seed: int) -> dict:
-        p = self.protocol
-        return {"data": self.data_key, "architecture": p.teacher, "recipe": asdict(p.teacher_recipe), "seed": seed}
-
-    def _init_config(self, init: str, seed: int) -> dict:
-        p = self.protocol
-        config = {"data": self.data_key, "student": p.student, "seed": seed, "init": init}
-        if init != "scratch":
-            config.update(teacher=self._teacher_config(seed), recipe=asdict(p.init_recipe),
-                          layers=p.pairs if init == "fsp" else p.hint)
-        return config
-
-    def _metrics(self, model: nn.Module) -> dict:
-        test = evaluate(model, self.data.test)
-        return {"test_accuracy": test["accuracy"], "test_error": test["error"]}
+def run_with_curves(exp: Experiment, arms: list[Arm], data: Data, measure: Measure) -> None:
+    """`exp.run_arms`, each run's row then given its last stage's validation accuracy after every epoch
+    ("val_curve"), as its training recorded it."""
+    exp.run_arms(arms, data, measure)
+    for seed in exp.protocol.seeds:
+        for arm in arms:
+            curve = exp.histories(arm.at(seed), data)[-1].val_accuracy
+            exp.record(arm.name, seed, {**exp.run(arm.at(seed), data, measure), "val_curve": curve})
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
@@ -213,13 +173,18 @@ def results_table(runs: pd.DataFrame, protocol: Protocol) -> list[dict[str, obje
     described, table = arm_descriptions(protocol), []
     for arm, rows in runs_by_arm(runs, described):
         what, paper = described[arm]
-        table.append({"arm": arm, "what": what, "test accuracy %": mean_std(rows["test_accuracy"], 100),
+        table.append({"arm": arm, "what": what, "test accuracy %": mean_std(1 - rows["test_error"], 100),
                       "seeds": len(rows), "paper (top-1 %)": paper})
     return table
 
 
-def plot_curves(runs: pd.DataFrame, arms: tuple[str, ...] = ("student", "fsp", "fitnets", "student_third",
-                                                              "fsp_third")) -> plt.Figure:
+def steps_per_epoch(protocol: Protocol, data: Data) -> int:
+    """Stage 2's mini-batches per epoch: the curves' unit of iterations."""
+    return math.ceil(len(data.train) / protocol.student_recipe.batch_size)
+
+
+def plot_curves(runs: pd.DataFrame, steps_per_epoch: int,
+                arms: tuple[str, ...] = ("student", "fsp", "fitnets", "student_third", "fsp_third")) -> plt.Figure:
     """Validation accuracy against stage-2 iterations (mean over seeds); dashed: the scratch student's final."""
     figure, ax = plt.subplots(figsize=(6.5, 4))
     for i, arm in enumerate(arms):
@@ -227,7 +192,7 @@ def plot_curves(runs: pd.DataFrame, arms: tuple[str, ...] = ("student", "fsp", "
         if rows.empty:
             continue
         curves = np.array([list(c) for c in rows["val_curve"]]) * 100
-        steps = np.arange(1, curves.shape[1] + 1) * int(rows["steps_per_epoch"].iloc[0])
+        steps = np.arange(1, curves.shape[1] + 1) * steps_per_epoch
         ax.plot(steps, curves.mean(axis=0), marker="o", ms=4, color=f"C{i}", ls=":" if "third" in arm else "-",
                 label=arm)
     final = np.array([list(c)[-1] for c in runs[runs["arm"] == "student"]["val_curve"]]).mean() * 100
