@@ -1,6 +1,7 @@
 """The one training loop. Every method is an `Objective` plugged into `fit`; no method forks the loop.
 
-A multi-stage method (FitNets: hints, then KD) is a list of `Stage`s run by `fit_stages`: `fit` once per stage.
+A multi-stage method (FitNets: hints, then KD) is an arm of `arms.Stage`s: `arms.train_arm` calls `fit` once per
+stage.
 """
 
 from __future__ import annotations
@@ -218,23 +219,6 @@ def _start(objective, model: nn.Module, teacher: Teacher | None, train: Split, s
     context = Context(teacher=teacher, modules=nn.ModuleDict(owned).to(device),
                       generator=generator(seed, "objective"))
     return context, lambda batch: objective.terms(model, batch, context)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a multi-stage method: an objective trained with its own recipe (and a fresh optimiser)."""
-
-    name: str
-    objective: Objective
-    recipe: Recipe
-
-
-def fit_stages(model: nn.Module, stages: list[Stage], train: Split, *, seed: int, name: str = "",
-               **options) -> list[History]:
-    """Train `model` through `stages` in order, each starting from the weights the previous one left."""
-    return [fit(model, stage.objective, train, stage.recipe, seed=derive(seed, "stage", i),
-                name=f"{name} {stage.name}".strip(),
-                **options) for i, stage in enumerate(stages)]
 
 
 @torch.no_grad()
