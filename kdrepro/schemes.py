@@ -66,12 +66,12 @@ class Teacher:
 
     def __init__(self, model: nn.Module, train_x: Tensor, rows: Tensor | None = None, augmented: bool = False):
         self.model = freeze(model)
-        self._train_x, self._rows, self._augmented = train_x, rows, augmented
+        self._train_x, self._rows, self.augmented = train_x, rows, augmented
         self._outputs: Tensor | None = None
 
     def outputs(self, batch: Batch) -> Tensor:
         """The teacher's outputs (logits, or embeddings for a metric-learning teacher) for the batch."""
-        if self._augmented:
+        if self.augmented:
             return predict_logits(self.model, batch.x)
         index = batch.index if self._rows is None else self._rows.to(batch.index.device)[batch.index]
         return self.split_outputs()[index]

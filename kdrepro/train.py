@@ -160,6 +160,9 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
     if getattr(objective, "fixed_inputs", False) and recipe.augments:
         raise ValueError(f"{name or 'this run'}: the objective holds targets computed from un-augmented inputs, "
                          "so it cannot be trained with augmentation; pass the teacher module instead")
+    if teacher is not None and recipe.augments and not teacher.augmented:
+        raise ValueError(f"{name or 'this run'}: the teacher's outputs, computed once on un-augmented inputs, cannot "
+                         "follow augmented inputs; make the Teacher with augmented=True")
     torch.manual_seed(derive(seed, "dropout"))  # dropout masks come from the global generator
     order, augmentation = generator(seed, "order"), generator(seed, "augment")
     context, step_terms = _start(objective, model, teacher, train, seed)

@@ -18,7 +18,8 @@ from kdrepro.metric_learning import triplet_loss
 from kdrepro.models import mlp
 from kdrepro.objectives.relation import FSP
 from kdrepro.results import device_description, measured_on
-from kdrepro.train import NonFiniteLossError, NonFiniteWeightsError, Objective, Recipe, evaluate, fit
+from kdrepro.objectives import Objective
+from kdrepro.train import NonFiniteLossError, NonFiniteWeightsError, Recipe, evaluate, fit
 
 
 def toy_split(n: int = 64) -> Split:
@@ -40,13 +41,13 @@ class GradientExplodesAtStep(Objective):
     def __init__(self, step: int):
         self.step, self.calls = step, 0
 
-    def loss(self, model, batch):
+    def terms(self, model, batch, context):
         self.calls += 1
         logits = model(batch.x)
         loss = F.cross_entropy(logits, batch.y)
         if self.calls == self.step:
             loss = loss + (logits.sum() - logits.sum().detach()).sqrt()
-        return loss
+        return {"ce": loss}
 
 
 def test_a_non_finite_gradient_on_the_last_step_stops_the_run_instead_of_returning_nan_weights():

@@ -7,8 +7,12 @@ from torch import nn
 from kdrepro.augment import random_crop, random_flip
 from kdrepro.data import Batch, Split
 from kdrepro.models import mlp
-from kdrepro.schemes import ResponseDistillation, teacher_logits
-from kdrepro.train import CrossEntropy, NonFiniteLossError, Objective, Recipe, evaluate, fit, predict_logits
+from kdrepro.objectives import Context, Objective
+from kdrepro.objectives.response import ResponseKD
+from kdrepro.objectives.task import CrossEntropy
+from kdrepro.schemes import Teacher
+from kdrepro.seeds import seeded
+from kdrepro.train import NonFiniteLossError, Recipe, evaluate, fit, predict_logits
 
 
 def toy_split(n: int = 64, seed: int = 0) -> Split:
@@ -18,8 +22,8 @@ def toy_split(n: int = 64, seed: int = 0) -> Split:
 
 
 def toy_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
-    torch.manual_seed(seed)
-    return mlp((1, 4, 4), (16,), 2, dropout=dropout)
+    with seeded(seed, "init"):
+        return mlp((1, 4, 4), (16,), 2, dropout=dropout)
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:
@@ -53,8 +57,8 @@ def test_training_learns_a_separable_task():
 
 
 class ExplodingObjective(Objective):
-    def loss(self, model, batch):
-        return model(batch.x).sum() * math.nan
+    def terms(self, model, batch, context):
+        return {"nan": model(batch.x).sum() * math.nan}
 
 
 def test_a_nan_loss_stops_the_run_before_any_weight_changes():
@@ -76,30 +80,30 @@ def test_the_teacher_stays_frozen_in_eval_mode_and_out_of_the_optimiser():
     teacher = toy_model(seed=1, dropout=0.5)
     teacher.train()
     before = weights(teacher)
-    objective = ResponseDistillation(teacher, temperature=4.0, hard_weight=0.1)
+    offline = Teacher(teacher, toy_split().x)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     student = toy_model(seed=2)
-    fit(student, objective, toy_split(), Recipe(epochs=2, batch_size=16, lr=0.5), seed=0, progress_seconds=None)
+    fit(student, ResponseKD(temperature=4.0, hard_weight=0.1), toy_split(), Recipe(epochs=2, batch_size=16, lr=0.5),
+        seed=0, teacher=offline, progress_seconds=None)
     assert all(torch.equal(a, b) for a, b in zip(before, weights(teacher)))
-    assert objective.parameters() == []
 
 
 def test_cached_teacher_logits_train_exactly_like_the_teacher_module():
     split, teacher = toy_split(), toy_model(seed=1)
     recipe = Recipe(epochs=2, batch_size=16, lr=0.2)
     a, b = toy_model(seed=2), toy_model(seed=2)
-    fit(a, ResponseDistillation(teacher, 4.0, 0.2), split, recipe, seed=0, progress_seconds=None)
-    fit(b, ResponseDistillation(teacher_logits(teacher, split.x), 4.0, 0.2), split, recipe, seed=0,
+    fit(a, ResponseKD(4.0, 0.2), split, recipe, seed=0, teacher=Teacher(teacher, split.x, augmented=True),
         progress_seconds=None)
+    fit(b, ResponseKD(4.0, 0.2), split, recipe, seed=0, teacher=Teacher(teacher, split.x), progress_seconds=None)
     for p, q in zip(weights(a), weights(b)):
         torch.testing.assert_close(p, q)
 
 
 def test_cached_teacher_logits_refuse_augmented_inputs():
     split = toy_split()
-    objective = ResponseDistillation(torch.zeros(len(split), 2), 4.0, 0.1)
-    with pytest.raises(ValueError, match="cannot be trained with augmentation"):
-        fit(toy_model(), objective, split, Recipe(epochs=1, crop_padding=2), seed=0, progress_seconds=None)
+    with pytest.raises(ValueError, match="cannot follow augmented inputs"):
+        fit(toy_model(), ResponseKD(4.0, 0.1), split, Recipe(epochs=1, crop_padding=2), seed=0,
+            teacher=Teacher(toy_model(seed=1), split.x), progress_seconds=None)
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", -0.1), ("lr", math.nan),
@@ -177,9 +181,11 @@ def test_random_flip_mirrors_about_half_the_images():
 
 
 def test_batch_index_lines_up_with_cached_targets():
-    objective = ResponseDistillation(torch.tensor([[9.0, 0.0], [0.0, 9.0]]), 1.0, 0.0)
+    """The teacher's cached outputs are read at the batch's rows: row 1's are (0, 9), which the student matches."""
+    teacher = Teacher(nn.Flatten(), torch.tensor([[[[9.0, 0.0]]], [[[0.0, 9.0]]]]))
     model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2))
     batch = Batch(torch.zeros(1, 1, 1, 1), torch.tensor([0]), torch.tensor([1]))
     with torch.no_grad():
         model[1].weight.zero_(), model[1].bias.copy_(torch.tensor([0.0, 9.0]))
-    assert objective.loss(model, batch).item() == pytest.approx(0.0, abs=1e-6)
+    terms = ResponseKD(1.0, 0.0).terms(model, batch, Context(teacher=teacher))
+    assert terms["kd"].item() == pytest.approx(0.0, abs=1e-6)
