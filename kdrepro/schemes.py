@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from kdrepro.data import Batch, Data
-from kdrepro.losses.response import check_hinton_weights, ensemble_logits, hinton_loss
+from kdrepro.losses.response import ensemble_logits
 from kdrepro.taps import forward_with_features
-from kdrepro.train import Objective, predict_logits
+from kdrepro.train import predict_logits
 
 if TYPE_CHECKING:
     from kdrepro import objectives
@@ -31,28 +31,6 @@ def freeze(model: nn.Module) -> nn.Module:
     model.eval()
     model.requires_grad_(False)
     return model
-
-
-class ResponseDistillation(Objective):
-    """Offline Hinton KD: hard_weight * CE + (1 - hard_weight) * T^2 KL(teacher^T || student^T).
-
-    `teacher` is a frozen module called on every batch, or a tensor of its logits for every training example
-    (rows aligned with the training split), computed once because the inputs never change between epochs.
-    """
-
-    def __init__(self, teacher: nn.Module | Tensor, temperature: float, hard_weight: float):
-        check_hinton_weights(temperature, hard_weight)  # fail before any training, not at the first step
-        self.teacher = teacher if isinstance(teacher, Tensor) else freeze(teacher)
-        self.temperature = temperature
-        self.hard_weight = hard_weight
-        self.fixed_inputs = isinstance(teacher, Tensor)
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        if isinstance(self.teacher, Tensor):
-            teacher_logits = self.teacher[batch.index]
-        else:
-            teacher_logits = predict_logits(self.teacher, batch.x)
-        return hinton_loss(model(batch.x), teacher_logits, batch.y, self.temperature, self.hard_weight)
 
 
 class Teacher:
@@ -86,11 +64,6 @@ class Teacher:
     def features(self, x: Tensor, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
         """The teacher's output and its modules' outputs called `names`, for the inputs x."""
         return forward_with_features(self.model, x, names)
-
-
-def teacher_logits(teacher: nn.Module, x: Tensor) -> Tensor:
-    """The frozen teacher's logits for a whole split: the offline scheme's targets, computed once."""
-    return predict_logits(freeze(teacher), x)
 
 
 # --- online: a cohort of peers that teach each other (Zhang et al. 2018, Deep Mutual Learning) -------------------
