@@ -104,10 +104,11 @@ class Data:
         return tuple(self.train.x.shape[1:])
 
     def key(self) -> dict:
-        """What identifies the training images in a cache key: the dataset, the split sizes and the image size
-        (a model trained on 14x14 images is not one trained on 28x28)."""
+        """What identifies the data in a cache key: the dataset, the split sizes and the image size (a model
+        trained on 14x14 images is not one trained on 28x28; a record measured on 1,000 test images is not one
+        measured on all of them)."""
         return {"dataset": self.name, "train_size": len(self.train), "val_size": len(self.val),
-                "image_size": self.input_shape[-1]}
+                "test_size": len(self.test), "image_size": self.input_shape[-1]}
 
     def to(self, device: torch.device | str) -> Data:
         """All three splits on `device` (the datasets here fit in a GPU's memory too)."""

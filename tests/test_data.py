@@ -183,11 +183,13 @@ def test_load_data_resizes_every_split_after_normalising(data_dir):
         assert torch.allclose(getattr(small, name).x, blocks, atol=1e-6)
 
 
-def test_the_cache_key_names_the_dataset_split_sizes_and_image_size(data_dir):
+def test_the_cache_key_names_the_dataset_every_split_size_and_the_image_size(data_dir):
     write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
     full, small = (load_data("fashion_mnist", train_size=60, val_size=20, image_size=size) for size in (None, 14))
-    assert full.key() == {"dataset": "fashion_mnist", "train_size": 60, "val_size": 20, "image_size": 28}
+    assert full.key() == {"dataset": "fashion_mnist", "train_size": 60, "val_size": 20, "test_size": 30,
+                          "image_size": 28}
     assert small.key() == {**full.key(), "image_size": 14}
+    assert full.first_test(10).key() == {**full.key(), "test_size": 10}  # a record measured on fewer test images
 
 
 def test_first_test_keeps_the_first_test_images_only():
