@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from kdrepro.locks import held
 from kdrepro.paths import REPO_ROOT, cache_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text
 
@@ -27,7 +28,8 @@ from kdrepro.results import atomic_write_bytes, atomic_write_text
 # where files live, and the paper modules, which only declare arms and measures (specs that key their entries as
 # data) and present results; the code that trains and measures lives in the package's other modules.
 NOT_COMPUTATION = ("cli.py", "report.py", "overview.py", "display.py", "results.py", "paths.py", "__main__.py",
-                   "plots.py", "tables.py", "experiment.py", "experiments/")
+                   "plots.py", "tables.py", "experiment.py", "experiments/", "locks.py", "plan.py", "work.py",
+                   "cluster.py")
 
 
 def computes_results(relative_path: str) -> bool:
@@ -58,13 +60,31 @@ def key_digest(key: dict[str, Any]) -> str:
 
 
 class Cache:
+    """Entries computed once, whichever process (on whichever machine sharing the folder) asks first: an entry
+    is computed under its lock (`lock`), and a process that finds it locked waits, then reads it."""
+
     def __init__(self, root: Path | None = None):
         self.root = root or cache_dir()
+
+    def model_path(self, name: str, key: dict[str, Any]) -> Path:
+        return self.root / "models" / f"{_slug(name)}-{key_digest(key)}.pt"
+
+    def record_path(self, name: str, key: dict[str, Any]) -> Path:
+        return self.root / "runs" / f"{_slug(name)}-{key_digest(key)}.json"
+
+    def lock(self, entry: Path) -> Path:
+        """The lock file of an entry: held while the entry is computed."""
+        return self.root / "locks" / f"{entry.parent.name}-{entry.name}.lock"
 
     def model(self, name: str, key: dict[str, Any], build: Callable[[], nn.Module],
               train: Callable[[nn.Module], None]) -> nn.Module:
         """The trained model for `key`: loaded (weights_only) if cached, else built, trained and saved."""
-        path = self.root / "models" / f"{_slug(name)}-{key_digest(key)}.pt"
+        path = self.model_path(name, key)
+        with held(self.lock(path)):
+            return self._load_or_train(path, build, train)
+
+    def _load_or_train(self, path: Path, build: Callable[[], nn.Module],
+                       train: Callable[[nn.Module], None]) -> nn.Module:
         model = build()
         if path.exists():
             try:
@@ -83,7 +103,11 @@ class Cache:
     def record(self, name: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The JSON-able result for `key`: read if cached, else computed and saved. Either way it is what the file
         reads back (keys in one order, lists for tuples), so nothing downstream depends on whether it was cached."""
-        path = self.root / "runs" / f"{_slug(name)}-{key_digest(key)}.json"
+        path = self.record_path(name, key)
+        with held(self.lock(path)):
+            return self._read_or_compute(path, compute)
+
+    def _read_or_compute(self, path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if path.exists():
             try:
                 return _non_empty_mapping(json.loads(path.read_text()))

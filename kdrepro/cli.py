@@ -1,36 +1,36 @@
-"""`python -m kdrepro`: list the papers, run one paper's notebook, reproduce them all, build the summary."""
+"""`python -m kdrepro`: list the papers, plan and train their runs, run one paper's notebook, reproduce them all
+(their runs trained first, then every notebook rendered), build the summary."""
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import torch
 
 from kdrepro import experiments
 from kdrepro.cache import key_digest
 from kdrepro.claims import REPRODUCED
-from kdrepro.experiment import PROFILE_VARIABLE
+from kdrepro.experiment import device_name, profile_variable
+from kdrepro.locks import Locked, held
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
+from kdrepro.plan import has_runs, print_plan
+from kdrepro.processes import Command, run_processes, thread_environment
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
 from kdrepro.results import atomic_write_text
+from kdrepro.work import work_in_processes
 
 # The longest path a Unix socket may have: 107 bytes on Linux, 103 on macOS (sun_path less its final NUL)
 MAX_SOCKET_PATH = 103
-# After a Ctrl-C is passed on, how long a paper's process has to shut its kernel down before it is killed.
-STOP_GRACE_SECONDS = 10
 INTERRUPTED = 130  # the exit status of a process stopped by SIGINT, as shells report it
 
 
@@ -75,21 +75,14 @@ class PaperFailed(Exception):
 @contextmanager
 def results_lock(paper_id: str, profile: str) -> Iterator[None]:
     """Held while one process writes a paper's results, so that two runs of a paper never share its staging
-    folder. The lock is the operating system's (flock), released when its process ends however it ends, so a
-    killed run never blocks the next; the file holds the owner's pid for the message. It is never deleted: a run
-    that locked a deleted file would not exclude one that creates a new file."""
-    path = results_dir() / profile / f".{paper_id}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as lock:
+    folder (`locks.held`: released when its process ends, however it ends, so a killed run never blocks the next).
+    A second run is refused at once, with the owner's pid."""
+    with ExitStack() as stack:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise PaperFailed(f"{paper_id} is already running (pid {lock.read().strip() or 'unknown'}) on profile "
-                              f"{profile!r}; wait for it to finish, or stop it and rerun") from None
-        lock.truncate(0)
-        lock.write(str(os.getpid()))
-        lock.flush()
+            stack.enter_context(held(results_dir() / profile / f".{paper_id}.lock", wait=False))
+        except Locked as error:
+            raise PaperFailed(f"{paper_id} is already running ({error.holder}) on profile {profile!r}; wait for it "
+                              "to finish, or stop it and rerun") from None
         yield
 
 
@@ -116,20 +109,6 @@ def local_kernel(folder: Path):
     if len(os.fsencode(f"{sockets}-5")) <= MAX_SOCKET_PATH:
         manager.update(transport="ipc", ip=str(sockets))
     return Config({"KernelManager": manager})
-
-
-@contextmanager
-def profile_variable(profile: str) -> Iterator[None]:
-    """$KDREPRO_PROFILE set to `profile` meanwhile: the kernel inherits it, so nothing else can pick another."""
-    previous = os.environ.get(PROFILE_VARIABLE)
-    os.environ[PROFILE_VARIABLE] = profile
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[PROFILE_VARIABLE]
-        else:
-            os.environ[PROFILE_VARIABLE] = previous
 
 
 def inode(folder: Path) -> int | None:
@@ -176,86 +155,15 @@ def paper_command(paper_id: str, profile: str) -> list[str]:
     return [sys.executable, "-m", "kdrepro", "run", paper_id, "--profile", profile]
 
 
-class PaperProcesses:
-    """The papers' processes, each in a session of its own so that a Ctrl-C reaches this process alone, which
-    passes it on to them (`interrupt`) and starts no more."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._started: list[subprocess.Popen] = []
-        self._interrupted = False
-
-    def start(self, command: list[str], environment: dict[str, str]) -> subprocess.Popen | None:
-        """The started process, its output and errors on one pipe; None once interrupted."""
-        with self._lock:
-            if self._interrupted:
-                return None
-            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=environment, start_new_session=True)
-            self._started.append(child)
-            return child
-
-    def interrupt(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
-        """Ctrl-C for every running paper (its notebook stops and shuts its kernel down); those still running
-        `grace_seconds` later are killed."""
-        with self._lock:
-            self._interrupted = True
-        for child in self._started:
-            child.send_signal(signal.SIGINT)  # a no-op for a process that has ended
-        deadline = time.monotonic() + grace_seconds
-        for child in self._started:
-            try:
-                child.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM taken as a Ctrl-C meanwhile: the papers' processes, in sessions of their own, are out of reach of a
-    signal sent to this process's group (a stopped job, a cancelled CI run), so this process passes it on."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
     """Run the papers `jobs` at a time, each in its own process with cores / jobs threads: small networks use
     two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper.
     Returns the papers that failed; the others finish regardless. A Ctrl-C or SIGTERM stops them all."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    width = max(map(len, paper_ids))
-    output = threading.Lock()
-    processes = PaperProcesses()
-
-    def say(text: str) -> None:
-        with output:
-            print(text, flush=True)
-
-    def run_one(paper_id: str) -> bool:
-        began = time.perf_counter()
-        child = processes.start(paper_command(paper_id, profile), environment)
-        if child is None:
-            return False
-        say(f"{paper_id:<{width}} | started: {experiments.paper(paper_id).notebook} on profile {profile!r}, "
-            f"{threads} thread(s)")
-        with child:
-            for line in child.stdout:
-                say(f"{paper_id:<{width}} | {line.rstrip()}")
-        outcome = "done" if child.returncode == 0 else f"FAILED (exit status {child.returncode})"
-        say(f"{paper_id:<{width}} | {outcome} in {time.perf_counter() - began:.0f} s")
-        return child.returncode == 0
-
-    with terminate_as_interrupt(), ThreadPoolExecutor(jobs) as pool:
-        try:
-            succeeded = list(pool.map(run_one, paper_ids))
-        except KeyboardInterrupt:
-            processes.interrupt()
-            raise
-    return [paper_id for paper_id, ok in zip(paper_ids, succeeded) if not ok]
+    environment = thread_environment(threads)
+    return run_processes({paper_id: Command(paper_command(paper_id, profile), environment,
+                                            f"{experiments.paper(paper_id).notebook} on profile {profile!r}, "
+                                            f"{threads} thread(s)") for paper_id in paper_ids}, jobs)
 
 
 def run_in_turn(paper_ids: list[str], profile: str) -> list[str]:
@@ -277,6 +185,15 @@ def run_in_turn(paper_ids: list[str], profile: str) -> list[str]:
     return failed
 
 
+def train_runs(paper_ids: list[str], profile: str, jobs: int) -> None:
+    """The papers' listed runs trained first by `jobs` workers, so that their notebooks render from a warm cache.
+    A run that fails is met again by its notebook, which reports it."""
+    listed = [paper_id for paper_id in paper_ids if has_runs(paper_id)]
+    if listed:
+        print(f"reproduce: the runs of {', '.join(listed)} first, {jobs} worker(s)", flush=True)
+        work_in_processes(listed, profile, jobs)
+
+
 def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) -> None:
     started = time.perf_counter()
     todo = []
@@ -286,6 +203,7 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
                   flush=True)
         else:
             todo.append(paper_id)
+    train_runs(todo, profile, jobs)
     if jobs > 1 and len(todo) > 1:
         print(f"reproduce: {len(todo)} papers, {jobs} at a time, longest first", flush=True)
         failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)
@@ -327,6 +245,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdrepro", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="papers, their notebooks and profiles")
+    plan = commands.add_parser("plan", help="every run of the papers with its cache key and state (cached, "
+                               "running, pending), teachers first; trains nothing")
+    work = commands.add_parser("work", help="train the pending runs into the cache, each once, teachers first")
+    work.add_argument("--executor", choices=("local", "slurm"), default="local",
+                      help="local: worker processes on this machine; slurm: a job array (pip install -e '.[cluster]')")
+    work.add_argument("--workers", type=int, default=1, help="workers at once (default 1)")
+    work.add_argument("--partition", help="the SLURM partition (default: the cluster's)")
+    work.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report them")
+    for sub in (plan, work):
+        sub.add_argument("--papers", help="comma-separated paper ids (default: all)")
+        sub.add_argument("--device", default="auto", help="auto, cpu or cuda: the device the runs train on, part "
+                         "of their keys (slurm: the profile's resources decide)")
     run = commands.add_parser("run", help="run one paper's notebook")
     run.add_argument("paper")
     repro = commands.add_parser("reproduce", help="run every paper not yet done, then build the summary")
@@ -335,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     repro.add_argument("--jobs", type=int, default=1,
                        help="papers run at once, each in its own process with cores / jobs threads (default 1)")
     report = commands.add_parser("report", help="rebuild the summary from results/")
-    for sub in (run, repro, report):
+    for sub in (plan, work, run, repro, report):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
     try:
@@ -358,7 +288,11 @@ def dispatch(args: argparse.Namespace) -> None:
         return
     papers = parse_papers(args.paper if args.command == "run" else args.papers)
     check_profile(papers, args.profile)
-    if args.command == "run":
+    if args.command == "plan":
+        print_plan(papers, args.profile, torch.device(device_name(args.device)).type)
+    elif args.command == "work":
+        work_command(papers, args)
+    elif args.command == "run":
         try:
             run_paper(papers[0], args.profile)
         except PaperFailed as error:
@@ -368,3 +302,27 @@ def dispatch(args: argparse.Namespace) -> None:
         if args.jobs < 1:
             raise SystemExit(f"error: --jobs must be at least 1, got {args.jobs}")
         reproduce(papers, args.profile, args.force, args.jobs)
+
+
+def work_command(paper_ids: list[str], args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise SystemExit(f"error: --workers must be at least 1, got {args.workers}")
+    if args.executor == "slurm":
+        failed = work_on_cluster(paper_ids, args.profile, args.workers, args.partition, args.wait)
+    else:
+        failed = work_in_processes(paper_ids, args.profile, args.workers, args.device)
+    if failed:
+        raise SystemExit(f"error: {', '.join(failed)} failed (see above); rerun to retry")
+
+
+def work_on_cluster(paper_ids: list[str], profile: str, workers: int, partition: str | None, wait: bool) -> list[str]:
+    """Submit the workers as a job array; with `wait`, wait for them. Returns what failed."""
+    try:
+        from kdrepro import cluster
+    except ModuleNotFoundError as error:
+        raise SystemExit(f"error: --executor slurm needs {error.name}: pip install -e '.[cluster]'") from None
+    jobs = cluster.submit(paper_ids, profile, workers, partition)
+    print(f"work: {workers} worker(s) submitted as job array {jobs[0].job_id.split('_')[0]}, each "
+          f"{cluster.RESOURCES[profile]}; logs in {cluster.jobs_folder()}; `python -m kdrepro plan --profile "
+          f"{profile} --device {cluster.RESOURCES[profile].device}` shows their progress", flush=True)
+    return cluster.wait(jobs) if wait else []

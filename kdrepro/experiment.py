@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator
@@ -23,6 +24,7 @@ from kdrepro.data import Data
 from kdrepro.measures import Measure, TeacherMeasure
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
+from kdrepro.speed import for_device
 from kdrepro.train import History
 
 PROFILE_VARIABLE = "KDREPRO_PROFILE"
@@ -37,15 +39,76 @@ def resolve_profile(paper: ModuleType, requested: str) -> str:
     return name
 
 
-def resolve_device(requested: str = "auto") -> torch.device:
+@contextmanager
+def profile_variable(profile: str) -> Iterator[None]:
+    """$KDREPRO_PROFILE set to `profile` meanwhile: a notebook's kernel and a worker's `Experiment` obey it, so
+    nothing else can pick another."""
+    previous = os.environ.get(PROFILE_VARIABLE)
+    os.environ[PROFILE_VARIABLE] = profile
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[PROFILE_VARIABLE]
+        else:
+            os.environ[PROFILE_VARIABLE] = previous
+
+
+def device_name(requested: str = "auto") -> str:
     """$KDREPRO_DEVICE when set, else `requested`; "auto" is the GPU when there is one, else the CPU."""
     name = os.environ.get(DEVICE_VARIABLE) or requested
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    """The device `device_name` names, which must be there."""
+    name = device_name(requested)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for, but PyTorch sees no CUDA GPU; use 'cpu' or 'auto'")
     return device
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run a notebook makes: an arm at its seed, read by a measure, on one of the paper's datasets (its name
+    in the paper's `datasets(P)`; "main" for a paper with one, `load(P)`). A paper's `runs(P)` lists them, so
+    `python -m kdrepro plan` and `work` know them without executing the notebook."""
+
+    arm: Arm
+    measure: Measure
+    data: str = "main"
+
+
+def at_seeds(arms: Iterable[Arm], seeds: Iterable[int], measure: Measure, data: str = "main") -> list[Run]:
+    """Each arm at every seed, seeds outermost: the runs `Experiment.run_arms` makes, in its order."""
+    arms = list(arms)
+    return [Run(arm.at(seed), measure, data) for seed in seeds for arm in arms]
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """The cache entries of a paper's runs in a profile on a device ("cpu", "cuda"): what `Experiment` reads and
+    writes, and what `python -m kdrepro plan` looks up without training anything."""
+
+    paper: str
+    profile: str
+    device: str
+
+    def arm(self, arm: Arm) -> Arm:
+        """The arm as it trains on this device (bf16 autocast and channels-last in some profiles on a GPU)."""
+        return for_device(arm, self.profile, self.device)
+
+    def model(self, arm: Arm, data: Data) -> tuple[str, dict[str, Any]]:
+        """A trained model's entry: what it depends on is the arm's spec, the data's, and the device (GPU and CPU
+        numbers differ in the last digits). Nothing else, so no key is written by hand."""
+        return self.paper, {"arm": self.arm(arm).key(), "data": data.key(), "device": self.device}
+
+    def record(self, arm: Arm, data: Data, measure: Measure) -> tuple[str, dict[str, Any]]:
+        """A run's entry: its model's key and the measure's spec."""
+        return f"{self.paper}-seed{arm.seed}", {**self.model(arm, data)[1], "measure": spec_key(measure)}
 
 
 class Experiment:
@@ -59,19 +122,20 @@ class Experiment:
         self.device = resolve_device(device)
         self.protocol = paper.PROFILES[self.profile]
         self.cache = Cache()
+        self.keys = CacheKeys(self.paper.id, self.profile, self.device.type)
         self._rows: dict[tuple[str, int], dict[str, Any]] = {}
         self._trained: dict[str, nn.Module] = {}
         self._started = time.perf_counter()
         print(f"{self.paper.id}: profile {self.profile!r}, seeds {list(self.protocol.seeds)}, device {self.device}")
 
     def model_key(self, arm: Arm, data: Data) -> dict[str, Any]:
-        """What a trained model depends on: the arm's spec, the data's, and the device (GPU and CPU numbers differ
-        in the last digits). Nothing else, so no key is written by hand."""
-        return {"arm": arm.key(), "data": data.key(), "device": self.device.type}
+        """What a trained model depends on (`CacheKeys.model`)."""
+        return self.keys.model(arm, data)[1]
 
     def train(self, arm: Arm, data: Data) -> nn.Module:
         """The trained model of `arm` on `data`: from this process, else the cache, else trained (its teacher
         first, which every arm naming the same teacher shares)."""
+        arm = self.keys.arm(arm)
         key = self.model_key(arm, data)
         digest = key_digest(key)
         if digest not in self._trained:
@@ -99,8 +163,8 @@ class Experiment:
     def run(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so
         before, recorded as the arm's row. The measure is a spec too, so it is part of the key."""
-        key = {**self.model_key(arm, data), "measure": spec_key(measure)}
-        result = self.cache.record(f"{self.paper.id}-seed{arm.seed}", key, lambda: self._measured(arm, data, measure))
+        name, key = self.keys.record(arm, data, measure)
+        result = self.cache.record(name, key, lambda: self._measured(arm, data, measure))
         self.record(arm.name, arm.seed, result)
         return result
 
@@ -131,9 +195,8 @@ class Experiment:
         serves all of that seed's students before the next seed's is trained."""
         for arm in arms:
             print(arm.describe())
-        for seed in self.protocol.seeds:
-            for arm in arms:
-                self.run(arm.at(seed), data, measure)
+        for run in at_seeds(arms, self.protocol.seeds, measure):
+            self.run(run.arm, data, run.measure)
 
     def record(self, arm: str, seed: int, metrics: dict[str, Any]) -> None:
         """Add (or replace, when a cell runs again) the row of one arm at one seed."""

@@ -55,6 +55,8 @@ class Recipe:
     gamma: float = 0.1
     max_norm: float | None = None     # cap on the L2 norm of each unit's incoming weights (Srivastava et al. 2014)
     clip_grad_norm: float | None = None  # cap on the gradient's global L2 norm, applied before each step
+    bf16: bool = False                # each step's forward pass and loss under bfloat16 autocast (speed on a GPU)
+    channels_last: bool = False       # images and convolution weights in channels-last memory (speed on a GPU)
     crop_padding: int = 0             # random translation by up to this many pixels
     flip: bool = False                # random horizontal mirror
     validation_curve: bool = False    # `arms.train_arm` hands `fit` the validation split
@@ -174,6 +176,9 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
     history, started, last_report = History(), time.perf_counter(), time.perf_counter()
     model.train()
     context.modules.train()
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    device_type = next(model.parameters()).device.type
     for epoch in range(recipe.epochs):
         losses, epoch_terms = [], []
         for step, batch in enumerate(sampler(train, recipe.batch_size, order)):
@@ -181,7 +186,10 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
                 group["lr"] = recipe.lr * recipe.lr_factor(epoch + step / steps_per_epoch)
             if recipe.augments:
                 batch = batch._replace(x=_augment(batch.x, recipe, augmentation))
-            terms = step_terms(batch)
+            if recipe.channels_last and batch.x.dim() == 4:
+                batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
+            with torch.autocast(device_type, torch.bfloat16, enabled=recipe.bf16):
+                terms = step_terms(batch)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise _non_finite_loss(loss, model, params, name or "training", epoch, step, recipe)

@@ -80,3 +80,11 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("KDREPRO_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("KDREPRO_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture
+def tiny_fashion_mnist(data_dir, isolated):
+    """Fashion-MNIST's four IDX files, small (1,600 training and 200 test images, enough for every `smoke` profile),
+    which the processes a test starts read too ($KDREPRO_DATA); results and cache in the temporary folder."""
+    write_mnist_format(data_dir / "fashion-mnist", n_train=1600, n_test=200)
+    return isolated

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from kdrepro import cli, experiments
+from kdrepro.cache import Cache
+from kdrepro.plan import plan, state
 from kdrepro.results import publish_directory
 
 
@@ -34,8 +37,10 @@ PAPER_OF_NOTEBOOK = {paper.notebook: paper.id for paper in experiments.PAPERS.va
 
 def fake_papermill(monkeypatch, calls, raises=None):
     """papermill as far as the runner sees it: the executed copy written, the paper's results published as
-    Experiment.save does (unless `raises` says what the notebook of a paper raises instead)."""
+    Experiment.save does (unless `raises` says what the notebook of a paper raises instead); no run trained
+    before (a notebook that trains nothing needs none)."""
     import papermill
+    monkeypatch.setattr(cli, "train_runs", lambda paper_ids, profile, jobs: None)
 
     def execute_notebook(source, output, parameters, **kwargs):
         paper_id = PAPER_OF_NOTEBOOK[Path(source).name]
@@ -241,12 +246,12 @@ def test_a_paper_running_elsewhere_is_named_with_its_pid_and_left_alone(isolated
     calls = []
     fake_papermill(monkeypatch, calls)
     with cli.results_lock("rkd", "smoke"):  # another run's lock: a second open file, as another process has
-        with pytest.raises(SystemExit, match=f"error: rkd is already running \\(pid {os.getpid()}\\) on profile"):
+        with pytest.raises(SystemExit, match=f"error: rkd is already running \\(pid {os.getpid()} on .*\\) on profile"):
             cli.main(["run", "rkd", "--profile", "smoke"])
         with pytest.raises(SystemExit, match="error: rkd failed"):
             cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd,rkd"])
     assert calls == ["smoke"]                                      # hinton_kd's; rkd's notebook never started
-    assert f"[2/2] rkd: FAILED: rkd is already running (pid {os.getpid()})" in capsys.readouterr().out
+    assert f"[2/2] rkd: FAILED: rkd is already running (pid {os.getpid()} on " in capsys.readouterr().out
     cli.main(["run", "rkd", "--profile", "smoke"])
     assert calls == ["smoke", "smoke"]
 
@@ -266,7 +271,7 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(isolated, monkeypatch)
     holder.wait()
     holder.stdout.close()
     cli.main(["run", "rkd", "--profile", "smoke"])
-    assert cli.is_done("rkd", "smoke") and lock.read_text() == str(os.getpid())
+    assert cli.is_done("rkd", "smoke") and lock.read_text() == f"{os.getpid()} {socket.gethostname()}"
 
 
 def test_the_kernel_talks_over_sockets_in_the_run_folder_unless_its_path_is_too_long(tmp_path):
@@ -275,3 +280,18 @@ def test_the_kernel_talks_over_sockets_in_the_run_folder_unless_its_path_is_too_
                      "ip": str(tmp_path / ".rkd.kernel" / "ipc")}
     deep = Path("/") / ("d" * 90) / ".rkd.kernel"                  # 110 bytes to ipc-5: beyond macOS's 103
     assert cli.local_kernel(deep)["KernelManager"] == {"connection_file": str(deep / "kernel.json")}  # TCP
+
+
+def test_reproduce_trains_the_papers_runs_before_it_renders_their_notebooks(tiny_fashion_mnist, monkeypatch):
+    import papermill
+    seen = []
+
+    def execute_notebook(source, output, parameters, **kwargs):   # the notebook sees the cache as it is then
+        cache = Cache()
+        seen.append({state(entry, cache) for entry in plan(["hinton_kd"], "smoke", "cpu", cache)})
+        output.write_text("{}")
+        publish_directory(output.parent / "hinton_kd", lambda folder: None)
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    monkeypatch.setenv("KDREPRO_DEVICE", "cpu")
+    cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd", "--jobs", "2"])
+    assert seen == [{"cached"}]

@@ -17,7 +17,7 @@ from torch import nn
 from kdrepro.arms import Arm
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run, at_seeds
 from kdrepro.experiments import vision
 from kdrepro.experiments.fitnets import BENCHMARK_RECIPE
 from kdrepro.experiments.vision import Pair, describe
@@ -113,6 +113,22 @@ def run_pair(exp: Experiment, arms: list[Arm], layers: tuple[tuple[str, str], ..
     teacher, *students = arms
     exp.run_arms([teacher], data, Classification(multiply_adds=True))
     exp.run_arms(students, data, AttentionDistance(layers, teacher))
+
+
+def datasets(p: Protocol) -> dict[str, Data]:
+    return vision.datasets(p.pair, p.benchmark)
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes (`run_pair` for the pair, then each benchmark pair): what
+    `python -m kdrepro plan` lists and `work` trains."""
+    def pair_runs(arms: list[Arm], layers: tuple[tuple[str, str], ...], data: str) -> list[Run]:
+        teacher, *students = arms
+        return (at_seeds([teacher], p.seeds, Classification(multiply_adds=True), data)
+                + at_seeds(students, p.seeds, AttentionDistance(layers, teacher), data))
+
+    return pair_runs(list(arms(p).values()), p.layers, "main") + [
+        run for pair, layers, pair_arms in benchmark_arms(p) for run in pair_runs(pair_arms, layers, pair.name)]
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from torch import nn
 from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run, at_seeds
 from kdrepro.experiments.dml import describe
 from kdrepro.losses.response import permute_dark_knowledge
 from kdrepro.measures import Measure, TrainingError
@@ -107,6 +107,12 @@ def run_ensemble(exp: Experiment, name: str, members: list[Arm], data: Data, mea
     print(f"{name}: the ensemble of {', '.join(arm.name for arm in members)}")
     for seed in exp.protocol.seeds:
         exp.record(name, seed, measure(Cohort([exp.train(arm.at(seed), data) for arm in members]), data))
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes (the ensemble only reads the generations' models): what
+    `python -m kdrepro plan` lists and `work` trains."""
+    return at_seeds(arms(p).values(), p.seeds, measure(p))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

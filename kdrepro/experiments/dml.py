@@ -15,7 +15,7 @@ import torch
 from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run
 from kdrepro.measures import Classification, Measure, Peer, PeerMean, WeightNoise
 from kdrepro.objectives.response import MutualLearning
 from kdrepro.objectives.task import CrossEntropy
@@ -155,6 +155,13 @@ def history_columns(arm: str, history: History) -> dict[str, object]:
         return {"train_loss": history.terms[f"ce_{k}"], "network": COHORTS[cohort][int(k) - 1],
                 "seconds": history.seconds}
     return {"train_loss": history.terms["ce"], "seconds": history.seconds}
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run `run_arms` makes, each arm read by its measure at the seed: what `python -m kdrepro plan` lists and
+    `work` trains."""
+    readings = measures(p)
+    return [Run(arm.at(seed), readings[name].at(seed)) for seed in p.seeds for name, arm in arms(p).items()]
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

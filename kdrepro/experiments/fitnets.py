@@ -15,6 +15,8 @@ from torch import nn
 
 from kdrepro.arms import Arm, Stage
 from kdrepro.claims import Claim, Precondition
+from kdrepro.data import Data
+from kdrepro.experiment import Run, at_seeds
 from kdrepro.experiments import vision
 from kdrepro.experiments.vision import Pair, describe
 from kdrepro.measures import Classification
@@ -141,6 +143,16 @@ def one_stage(layers: HintLayers, weight: float) -> HintsWithLabels:
 def layers(model: nn.Module) -> int:
     """Weight layers (convolutions and linear layers), as FitNets counts depth."""
     return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+def datasets(p: Protocol) -> dict[str, Data]:
+    return vision.datasets(p.pair, p.benchmark)
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes, cell by cell: what `python -m kdrepro plan` lists and `work` trains."""
+    return at_seeds(arms(p).values(), p.seeds, MEASURE) + [
+        run for pair, pair_arms in benchmark_arms(p) for run in at_seeds(pair_arms, p.seeds, MEASURE, pair.name)]
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from torch import nn
 from kdrepro.arms import Arm, Net, Rows
 from kdrepro.claims import Alike, Claim, Precondition, Recovers
 from kdrepro.data import Data, load_data
+from kdrepro.experiment import Run, at_seeds
 from kdrepro.losses.response import soft_targets
 from kdrepro.measures import BiasCorrected, Measure, OmittedClass  # noqa: F401  (the notebook measures with them)
 from kdrepro.objectives.response import ResponseKD
@@ -138,6 +139,17 @@ def arms(p: Protocol) -> dict[str, Arm]:
 def measure(p: Protocol) -> Measure:
     """Every arm's reading: test error overall and on the omitted class (kd_omit_bias: `BiasCorrected`)."""
     return OmittedClass(p.omitted_class)
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes, cell by cell: what `python -m kdrepro plan` lists and `work` trains."""
+    a, every = arms(p), measure(p)
+    sweep = [a[f"{size}kd_T{t:g}"] for size in ("", "small_") for t in p.sweep_temperatures]
+    return (at_seeds([a["teacher"], a["student"], a["kd"]], p.seeds, every)
+            + at_seeds([a["small_student"], *sweep], p.seeds, every)
+            + at_seeds([a["scratch_omit"], a["kd_omit"]], p.seeds, every)
+            + at_seeds([a["kd_omit_bias"]], p.seeds, BiasCorrected(p.omitted_class))
+            + at_seeds([a["hard_small"], a["soft_small"]], p.seeds, every))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

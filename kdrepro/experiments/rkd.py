@@ -17,6 +17,8 @@ from kdrepro import cub
 from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, Split, load_data
+from kdrepro.experiment import Run, at_seeds
+from kdrepro.measures import Classification
 from kdrepro.metric_learning import Embedder, RecallAtK, embed, held_out_classes
 from kdrepro.objectives.relation import RKD, RKDWithKD
 from kdrepro.objectives.response import ResponseKD
@@ -180,6 +182,18 @@ def arms(p: Protocol) -> dict[str, Arm]:
 def metric_measure(p: Protocol) -> RecallAtK:
     """The metric-learning arms' reading: Recall@1, 2, 4 and 8 on the held-out classes."""
     return RecallAtK(KS)
+
+
+def datasets(p: Protocol) -> dict[str, Data]:
+    """Metric learning's view of the dataset ("main": Recall@K on classes never trained on), and classification's."""
+    return {"main": load(p), "classifier": load_classifier_data(p)}
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes, cell by cell: what `python -m kdrepro plan` lists and `work` trains."""
+    a = arms(p)
+    return (at_seeds([a[name] for name in METRIC_ARMS], p.seeds, metric_measure(p))
+            + at_seeds([a[name] for name in CLASSIFICATION_ARMS], p.seeds, Classification(), "classifier"))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

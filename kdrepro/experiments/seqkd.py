@@ -13,7 +13,7 @@ import pandas as pd
 from kdrepro.arms import Arm, Stage
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import data_root
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run, at_seeds
 from kdrepro.objectives.sequence import WordKD
 from kdrepro.objectives.task import SequenceNLL
 from kdrepro.paper import Comparison, Paper
@@ -151,6 +151,14 @@ def run_arms(exp: Experiment, group: list[Arm], data: TranslationTask) -> None:
         for _, row in runs[runs["arm"] == arm.name].iterrows():
             exp.record(f"{arm.name}/greedy", int(row["seed"]), {"bleu": row["bleu_beam1"]})
             exp.record(f"{arm.name}/beam{p.beam}", int(row["seed"]), {"bleu": row[f"bleu_beam{p.beam}"]})
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes (the teacher, then the students): what `python -m kdrepro plan` lists and
+    `work` trains."""
+    a = arms(p)
+    return at_seeds([a["teacher"]], p.seeds, measure(p)) + at_seeds(
+        [a[name] for name in ("baseline", "word_kd", "seq_kd", "seq_inter", "seq_all")], p.seeds, measure(p))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------

@@ -37,6 +37,12 @@ def load(pair: Pair) -> Data:
                      image_size=pair.image_size).first_test(pair.test_size)
 
 
+def datasets(pair: Pair, benchmark) -> dict[str, Data]:
+    """A notebook's datasets: its pair's ("main"), and each benchmark pair's (of `benchmark`'s (pair, layers)), by
+    the pair's name."""
+    return {"main": load(pair), **{other.name: load(other) for other, _ in benchmark}}
+
+
 def describe(architecture: str | dict) -> str:
     """'wrn_16_2' or 'wide_resnet depth=10 widen=2 base=8'."""
     if isinstance(architecture, str):

@@ -1,0 +1,127 @@
+"""`python -m kdrepro work`: train the pending runs of a plan into the cache, each exactly once, however many
+workers share the cache (on one machine, or on a cluster's nodes through a shared file system).
+
+A worker takes the plan's runs teachers first. It skips a run that another worker holds (its lock) or that needs
+a model another worker is training, and comes back to it; when every run left is held elsewhere it waits. The
+cache does the rest: an entry is computed under its lock, so a worker that meets a locked entry waits and then
+reads it, and a worker that dies releases its locks with its process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import torch
+
+from kdrepro import experiments
+from kdrepro.cache import Cache
+from kdrepro.data import Data
+from kdrepro.experiment import Experiment, device_name, profile_variable
+from kdrepro.locks import holder
+from kdrepro.plan import Entry, datasets, has_runs, plan, teachers_first
+from kdrepro.processes import Command, run_processes, thread_environment
+
+POLL_SECONDS = 5.0  # how long a worker waits, when every run left is held by others, before it looks again
+
+
+def busy(entry: Entry, cache: Cache) -> bool:
+    """Whether another worker holds the run, or a model it needs that is not cached yet."""
+    return holder(cache.lock(entry.record)) is not None or any(
+        not model.exists() and holder(cache.lock(model)) is not None for model in entry.models)
+
+
+def next_entry(todo: list[Entry], cache: Cache) -> Entry | None:
+    """The first run of `todo` that is free to start (cached ones are dropped on the way), or None."""
+    for entry in list(todo):
+        if entry.record.exists():
+            todo.remove(entry)
+        elif not busy(entry, cache):
+            return entry
+    return None
+
+
+def one_per_record(located: list[Entry]) -> list[Entry]:
+    """The first run of each record: two names for one configuration (Hinton's kd and kd_T20) are one run."""
+    first: dict = {}
+    for entry in located:
+        first.setdefault(entry.record, entry)
+    return list(first.values())
+
+
+class Papers:
+    """Each paper's Experiment and datasets, made once per worker when its first run comes."""
+
+    def __init__(self, profile: str, device: str):
+        self.profile, self.device = profile, device
+        self._experiments: dict[str, Experiment] = {}
+        self._data: dict[str, dict[str, Data]] = {}
+
+    def run(self, entry: Entry) -> None:
+        exp, data = self._experiment(entry.paper), self._datasets(entry.paper)[entry.run.data]
+        exp.run(entry.run.arm, data, entry.run.measure)
+
+    def _experiment(self, paper_id: str) -> Experiment:
+        if paper_id not in self._experiments:
+            self._experiments[paper_id] = Experiment(experiments.module(paper_id), self.profile, self.device)
+        return self._experiments[paper_id]
+
+    def _datasets(self, paper_id: str) -> dict[str, Data]:
+        if paper_id not in self._data:
+            exp = self._experiment(paper_id)
+            self._data[paper_id] = {name: data.to(exp.device) for name, data in
+                                    datasets(experiments.module(paper_id), exp.protocol).items()}
+        return self._data[paper_id]
+
+
+def work(paper_ids: list[str], profile: str, device: str = "auto", poll_seconds: float = POLL_SECONDS) -> list[str]:
+    """Train every pending run of the papers in this process, alongside any other workers on the same cache.
+    Returns the runs that failed (their errors printed); the others are trained regardless."""
+    device, cache = device_name(device), Cache()
+    with profile_variable(profile):   # the Experiment obeys $KDREPRO_PROFILE: it must be the plan's
+        distinct = one_per_record(teachers_first(plan(paper_ids, profile, torch.device(device).type, cache)))
+        todo = [entry for entry in distinct if not entry.record.exists()]
+        papers, failed = Papers(profile, device), []
+        print(f"work: {len(todo)} of {len(distinct)} runs pending, of "
+              f"{', '.join(p for p in paper_ids if has_runs(p)) or 'no paper'} on profile "
+              f"{profile!r}, device {device}, cache {cache.root}", flush=True)
+        while todo:
+            entry = next_entry(todo, cache)
+            if entry is None:
+                if todo:
+                    time.sleep(poll_seconds)
+                continue
+            todo.remove(entry)
+            began = time.perf_counter()
+            try:
+                papers.run(entry)
+            except Exception as error:  # a run that fails must not stop the others; the notebook meets it again
+                print(f"{entry.label}: FAILED: {error.__class__.__name__}: {error}", flush=True)
+                failed.append(entry.label)
+            else:
+                print(f"{entry.label}: done in {time.perf_counter() - began:.1f} s ({len(todo)} left)", flush=True)
+    return failed
+
+
+def worker_command(paper_ids: list[str], profile: str, device: str) -> list[str]:
+    return [sys.executable, "-m", "kdrepro", "work", "--profile", profile, "--papers", ",".join(paper_ids),
+            "--device", device, "--workers", "1"]
+
+
+def gpu_of_worker(worker: int) -> dict[str, str]:
+    """On a machine with several GPUs, worker k gets the k-th (round robin) as its only visible one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    return {"CUDA_VISIBLE_DEVICES": gpus[worker % len(gpus)]} if len(gpus) > 1 else {}
+
+
+def work_in_processes(paper_ids: list[str], profile: str, workers: int, device: str = "auto") -> list[str]:
+    """`workers` worker processes on this machine (each with cores / workers threads, and a GPU of its own when
+    there are several). Returns the workers that failed."""
+    if workers == 1:
+        return ["this worker"] if work(paper_ids, profile, device) else []
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return run_processes({f"worker {k + 1}": Command(worker_command(paper_ids, profile, device),
+                                                     {**thread_environment(threads), **gpu_of_worker(k)},
+                                                     f"{threads} thread(s)") for k in range(workers)}, workers)
