@@ -10,9 +10,9 @@ PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: reproduce test bench report list lab clean env data
+.PHONY: reproduce test bench gpu-check report list lab clean env data
 
-reproduce: env data ## run every notebook on $(PROFILE) (resumes where it stopped), then the summary
+reproduce: env data ## train $(PROFILE)'s runs ($(JOBS) workers), run every notebook (resumes where it stopped), then the summary
 	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPERS),--papers $(PAPERS))
 
 test: env data ## unit tests, then every notebook under nbval on the smoke profile
@@ -21,6 +21,9 @@ test: env data ## unit tests, then every notebook under nbval on the smoke profi
 
 bench: env data ## KD training throughput, notebook wall times and Seq-KD decoding speed, written to results/bench.md
 	$(PYTHON) benchmarks/bench.py
+
+gpu-check: env data ## on a GPU, minutes: every notebook's smoke profile, each paper's paper code path on synthetic files, KD images/s
+	$(PYTHON) benchmarks/gpu_check.py
 
 report: env ## rebuild the summary of $(PROFILE) from results/
 	$(PYTHON) -m kdrepro report --profile $(PROFILE)
@@ -39,7 +42,7 @@ env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
+	$(VENV)/bin/pip install -e '.[test,cluster]'
 	touch $@
 
 # Fashion-MNIST from Debian when neither it nor $KDREPRO_DATA is there; elsewhere the loader says how to get it.

@@ -59,3 +59,13 @@ def write_cub(root: Path, class_ids=(1, 2, 101, 102), per_class: int = 3) -> lis
     (folder / "images.txt").write_text("".join(images))
     (folder / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(labels, start=1)))
     return labels
+
+
+def write_corpus(folder: Path, train: int = 48, val: int = 6, test: int = 10) -> None:
+    """A WMT-like corpus folder (train/dev/test, .en and .de, one sentence a line) of the generated task's pairs."""
+    from kdrepro.translation import generate
+    corpus = generate(seed=3, train_size=train, val_size=val, test_size=test, references=1)
+    folder.mkdir(parents=True)
+    for split, part in (("train", corpus.train), ("dev", corpus.val), ("test", corpus.test)):
+        for language, sentences in (("en", part.sources), ("de", part.targets)):
+            (folder / f"{split}.{language}").write_text("".join(" ".join(s) + "\n" for s in sentences))
