@@ -73,16 +73,17 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 @dataclass(frozen=True)
 class Run:
-    """One run a notebook makes: an arm at its seed, read by a measure, on one of the paper's datasets (its name
-    in the paper's `datasets(P)`; "main" for a paper with one, `load(P)`). A paper's `runs(P)` lists them, so
-    `python -m kdrepro plan` and `work` know them without executing the notebook."""
+    """One run a notebook makes: an arm at its seed, read by a measure (None: the notebook only uses the trained
+    model, in a figure), on one of the paper's datasets (its name in the paper's `datasets(P)`; "main" for a paper
+    with one, `load(P)`). A paper's `runs(P)` lists them, so `python -m kdrepro plan` and `work` know them without
+    executing the notebook."""
 
     arm: Arm
-    measure: Measure
+    measure: Measure | None
     data: str = "main"
 
 
-def at_seeds(arms: Iterable[Arm], seeds: Iterable[int], measure: Measure, data: str = "main") -> list[Run]:
+def at_seeds(arms: Iterable[Arm], seeds: Iterable[int], measure: Measure | None, data: str = "main") -> list[Run]:
     """Each arm at every seed, seeds outermost: the runs `Experiment.run_arms` makes, in its order."""
     arms = list(arms)
     return [Run(arm.at(seed), measure, data) for seed in seeds for arm in arms]

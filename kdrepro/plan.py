@@ -26,8 +26,8 @@ from kdrepro.measures import TeacherMeasure
 
 @dataclass(frozen=True)
 class Entry:
-    """A paper's run located in the cache: its record, and the models it needs, each model's teachers before it
-    and its own model last."""
+    """A paper's run located in the cache: its record (a run without a measure: its model), and the models it
+    needs, each model's teachers before it and its own model last."""
 
     paper: str
     run: Run
@@ -68,9 +68,10 @@ def entries(paper_id: str, profile: str, device: str, cache: Cache) -> list[Entr
     keys, data = CacheKeys(paper_id, profile, device), datasets(module, protocol)
     located = []
     for run in module.runs(protocol):
-        models = (cache.model_path(*keys.model(arm, data[run.data])) for arm in needed_arms(run))
-        located.append(Entry(paper_id, run, cache.record_path(*keys.record(run.arm, data[run.data], run.measure)),
-                             tuple(dict.fromkeys(models)), len(teachers(run.arm))))
+        models = tuple(dict.fromkeys(cache.model_path(*keys.model(arm, data[run.data])) for arm in needed_arms(run)))
+        record = models[-1] if run.measure is None else cache.record_path(*keys.record(run.arm, data[run.data],
+                                                                                        run.measure))
+        located.append(Entry(paper_id, run, record, models, len(teachers(run.arm))))
     return located
 
 
@@ -109,7 +110,8 @@ def print_plan(paper_ids: list[str], profile: str, device: str) -> None:
     states = []
     for entry in located:
         states.append(state(entry, cache))
-        print(f"{entry.label:<{width}}  {type(entry.run.measure).__name__:<16} {entry.digest}  {states[-1]}")
+        measure = "model only" if entry.run.measure is None else type(entry.run.measure).__name__
+        print(f"{entry.label:<{width}}  {measure:<16} {entry.digest}  {states[-1]}")
     for paper_id in paper_ids:
         if not has_runs(paper_id):
             print(f"{paper_id}: its runs are not listed (no runs(P) yet); its notebook trains them when it runs")

@@ -60,7 +60,10 @@ class Papers:
 
     def run(self, entry: Entry) -> None:
         exp, data = self._experiment(entry.paper), self._datasets(entry.paper)[entry.run.data]
-        exp.run(entry.run.arm, data, entry.run.measure)
+        if entry.run.measure is None:
+            exp.train(entry.run.arm, data)
+        else:
+            exp.run(entry.run.arm, data, entry.run.measure)
 
     def _experiment(self, paper_id: str) -> Experiment:
         if paper_id not in self._experiments:

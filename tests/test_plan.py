@@ -78,3 +78,12 @@ def test_the_plan_command_prints_each_run_with_its_key_and_state_then_the_counts
     assert lines[-1].startswith(f"plan: {HINTON_SMOKE_RUNS} runs ({HINTON_SMOKE_RECORDS} distinct) on profile "
                                 "'smoke', device cpu")
     assert f"0 cached, 0 running, {HINTON_SMOKE_RUNS} pending" in lines[-1]
+
+
+def test_a_model_the_notebook_only_draws_is_listed_by_its_model(tiny_fashion_mnist, capsys):
+    stage1 = next(entry for entry in plan(["fsp"], "smoke", "cpu") if entry.run.arm.name == "fsp_stage1")
+    assert stage1.run.measure is None and stage1.record == stage1.models[-1] and stage1.record.suffix == ".pt"
+    assert stage1.models[0] != stage1.record                  # after its teacher's model
+    cli.main(["plan", "--profile", "smoke", "--papers", "fsp", "--device", "cpu"])
+    assert any(line.startswith("fsp fsp_stage1 seed 0") and "model only" in line
+               for line in capsys.readouterr().out.splitlines())

@@ -19,7 +19,7 @@ from torch import nn
 from kdrepro.arms import Arm, Net, Stage
 from kdrepro.claims import Claim, Precondition
 from kdrepro.data import Data, load_data
-from kdrepro.experiment import Experiment
+from kdrepro.experiment import Experiment, Run, at_seeds
 from kdrepro.measures import Classification, Measure
 from kdrepro.objectives.feature import Hints
 from kdrepro.objectives.relation import FSP, fsp_matrices
@@ -147,6 +147,16 @@ def run_with_curves(exp: Experiment, arms: list[Arm], data: Data, measure: Measu
         for arm in arms:
             curve = exp.histories(arm.at(seed), data)[-1].val_accuracy
             exp.record(arm.name, seed, {**exp.run(arm.at(seed), data, measure), "val_curve": curve})
+
+
+def runs(p: Protocol) -> list[Run]:
+    """Every run the notebook makes (`run_with_curves` reads the histories of runs it made), and stage 1 alone at
+    the first seed, whose model the matrices figure draws: what `python -m kdrepro plan` lists and `work` trains."""
+    a, every = arms(p), measure(p)
+    return (at_seeds([a["teacher"]], p.seeds, every) + at_seeds([a["student"]], p.seeds, every)
+            + at_seeds([a["fsp"], a["fitnets"]], p.seeds, every)
+            + at_seeds([a["fsp_third"], a["student_third"]], p.seeds, every)
+            + at_seeds([a["fsp_stage1"]], p.seeds[:1], None))
 
 
 # --- the notebook's tables and figures --------------------------------------------------------------------------
