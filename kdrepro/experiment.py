@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -19,7 +19,6 @@ from torch import nn
 from kdrepro.arms import Arm, spec_key, train_arm
 from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import AnyClaim, Verdict, claims_section, judge_all, mark_diverged, with_diverged
-from kdrepro.claims import verdict_rows  # noqa: F401  (the notebooks import it from here)
 from kdrepro.data import Data
 from kdrepro.measures import Measure, TeacherMeasure
 from kdrepro.paths import results_dir
@@ -176,21 +175,6 @@ class Experiment:
             return measure(model, data, self.train(measure.teacher.at(arm.seed), data))
         return measure(model, data)
 
-    def model(self, name: str, config: dict[str, Any], build: Callable[[], nn.Module],
-              train: Callable[[nn.Module], None]) -> nn.Module:
-        """A trained model (a teacher, say), from the cache shared by every notebook when it is there."""
-        return self.cache.model(name, config, build, train)
-
-    def run_config(self, arm: str, seed: int, config: dict[str, Any], compute: Callable[[], dict[str, Any]]
-                   ) -> dict[str, Any]:
-        """One arm at one seed: its metrics, from the cache when this exact configuration has run before."""
-        # keyed by configuration, not by arm name: two arms with one configuration (the main KD arm and the
-        # sweep's point at the same T) train once
-        key = {"seed": seed, "device": self.device.type, **config}  # GPU and CPU numbers differ in the last digits
-        result = self.cache.record(f"{self.paper.id}-seed{seed}", key, compute)
-        self.record(arm, seed, result)
-        return result
-
     def run_arms(self, arms: list[Arm], data: Data, measure: Measure) -> None:
         """Each arm at every seed of the profile, its wiring printed first. Seeds outermost: a seed's teacher
         serves all of that seed's students before the next seed's is trained."""
@@ -250,18 +234,3 @@ class Experiment:
         if notes:
             lines += ["## Departures from the paper", "", notes.strip(), ""]
         return "\n".join(lines)
-
-
-def runs_by_arm(runs: pd.DataFrame, arms: Iterable[str]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """Each of `arms` in order with its runs (a row per seed); an arm without runs, not yet run, is left out."""
-    for arm in arms:
-        rows = runs[runs["arm"] == arm]
-        if not rows.empty:
-            yield arm, rows
-
-
-def mean_std(values: pd.Series, scale: float = 1.0, digits: int = 2) -> str:
-    """'mean ± std' over seeds (sample std; just the value for one seed)."""
-    if len(values) == 1:
-        return f"{values.iloc[0] * scale:.{digits}f}"
-    return f"{values.mean() * scale:.{digits}f} ± {values.std() * scale:.{digits}f}"

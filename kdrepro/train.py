@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdrepro.augment import random_crop, random_flip
 from kdrepro.data import Batch, Split, batches
-from kdrepro.objectives.base import Context
-from kdrepro.objectives.base import Objective as NewObjective
+from kdrepro.objectives.base import Context, Objective
 from kdrepro.seeds import derive, generator, seeded
 
 if TYPE_CHECKING:
@@ -110,30 +108,6 @@ class Recipe:
         return 1.0
 
 
-class Objective:
-    """What a model minimises on a batch.
-
-    `parameters()` lists trainable parameters the objective owns (e.g. a FitNets regressor); a teacher is never
-    among them. `fixed_inputs` says the objective holds per-example targets computed from un-augmented inputs,
-    so `fit` refuses to combine it with augmentation.
-    """
-
-    fixed_inputs = False
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        raise NotImplementedError
-
-    def parameters(self) -> list[nn.Parameter]:
-        return []
-
-
-class CrossEntropy(Objective):
-    """Training on hard labels alone: H(y, softmax(z))."""
-
-    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
-        return F.cross_entropy(model(batch.x), batch.y)
-
-
 @dataclass
 class History:
     """Per-epoch training loss (mean over the epoch's batches) and each of its terms, validation accuracy, and
@@ -145,7 +119,7 @@ class History:
     seconds: float = 0.0
 
 
-def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, recipe: Recipe, *, seed: int,
+def fit(model: nn.Module, objective: Objective, train: Split, recipe: Recipe, *, seed: int,
         teacher: Teacher | None = None, val: Split | None = None, name: str = "",
         progress_seconds: float | None = 10.0, log: Callable[[str], None] = print,
         sampler: Callable[[Split, int, torch.Generator], Iterable[Batch]] = batches) -> History:
@@ -159,18 +133,14 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
 
     Progress is one line at most every `progress_seconds` (None: silent), plus a closing line.
     """
-    if getattr(objective, "fixed_inputs", False) and recipe.augments:
-        raise ValueError(f"{name or 'this run'}: the objective holds targets computed from un-augmented inputs, "
-                         "so it cannot be trained with augmentation; pass the teacher module instead")
     if teacher is not None and recipe.augments and not teacher.augmented:
         raise ValueError(f"{name or 'this run'}: the teacher's outputs, computed once on un-augmented inputs, cannot "
                          "follow augmented inputs; make the Teacher with augmented=True")
     torch.manual_seed(derive(seed, "dropout"))  # dropout masks come from the global generator
     order, augmentation = generator(seed, "order"), generator(seed, "augment")
-    context, step_terms = _start(objective, model, teacher, train, seed)
-    sampler = (objective.sampler() if isinstance(objective, NewObjective) else None) or sampler
-    params = list(model.parameters()) + list(context.modules.parameters()) + (
-        [] if isinstance(objective, NewObjective) else list(objective.parameters()))
+    context = _context(objective, model, teacher, train, seed)
+    sampler = objective.sampler() or sampler
+    params = list(model.parameters()) + list(context.modules.parameters())
     optimizer = _optimizer(params, recipe)
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     history, started, last_report = History(), time.perf_counter(), time.perf_counter()
@@ -189,7 +159,7 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
             if recipe.channels_last and batch.x.dim() == 4:
                 batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
             with torch.autocast(device_type, torch.bfloat16, enabled=recipe.bf16):
-                terms = step_terms(batch)
+                terms = objective.terms(model, batch, context)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise _non_finite_loss(loss, model, params, name or "training", epoch, step, recipe)
@@ -220,16 +190,12 @@ def fit(model: nn.Module, objective: Objective | NewObjective, train: Split, rec
     return history
 
 
-def _start(objective, model: nn.Module, teacher: Teacher | None, train: Split, seed: int):
-    """The run's context (teacher, owned modules, the objective's generator) and a function batch -> terms."""
-    if not isinstance(objective, NewObjective):  # an objective of the older kind returns one loss
-        return Context(teacher=teacher), lambda batch: {"loss": objective.loss(model, batch)}
+def _context(objective: Objective, model: nn.Module, teacher: Teacher | None, train: Split, seed: int) -> Context:
+    """The run's context: the teacher, the modules the objective owns, and the objective's own generator."""
     device = next(model.parameters()).device
     with seeded(seed, "modules"):  # an owned module's initial weights (a regressor's) come from a stream of their own
         owned = objective.modules(model, teacher, tuple(train.x.shape[1:]))
-    context = Context(teacher=teacher, modules=nn.ModuleDict(owned).to(device),
-                      generator=generator(seed, "objective"))
-    return context, lambda batch: objective.terms(model, batch, context)
+    return Context(teacher=teacher, modules=nn.ModuleDict(owned).to(device), generator=generator(seed, "objective"))
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from kdrepro.experiment import runs_by_arm
+from kdrepro.tables import runs_by_arm
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 
 
