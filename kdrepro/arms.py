@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from kdrepro.data import Data, Split
 from kdrepro.models import build
 from kdrepro.objectives import Objective
+from kdrepro.schemes import Teacher
 from kdrepro.seeds import derive, seeded
 from kdrepro.train import History, Recipe, fit
 
@@ -177,7 +178,6 @@ def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None,
     """Train `model` (built by `arm.net` at `arm.seed`) as the arm says: its stages in order, each on its data view
     (its own, else the arm's rows) and a `fit` with the arm's seed; `teacher` is the trained model of
     `arm.teacher`, frozen by the offline scheme."""
-    from kdrepro.schemes import Teacher  # schemes builds on objectives, which build on this module's peers
 
     histories = []
     for i, stage in enumerate(arm.stages):
