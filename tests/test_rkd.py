@@ -102,7 +102,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert data.train.y.unique().tolist() == [0, 1] and data.test.y.unique().tolist() == [100, 101]
     assert classifier_data.name == "cifar100" and len(classifier_data.train) == 250
     assert data.key() == {"dataset": "cub200, trained on classes 0-99", "train_size": 10, "val_size": 0,
-                          "image_size": 16}  # the cache key
+                          "test_size": len(data.test), "image_size": 16}  # the cache key
     arms = rkd.arms(p)
     exp.run_arms([arms[name] for name in rkd.METRIC_ARMS], data, rkd.metric_measure(p))
     exp.run_arms([arms[name] for name in rkd.CLASSIFICATION_ARMS], classifier_data, Classification())
