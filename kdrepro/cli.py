@@ -20,6 +20,7 @@ import torch
 from kdrepro import experiments
 from kdrepro.cache import key_digest
 from kdrepro.claims import REPRODUCED
+from kdrepro.data import DatasetNotFoundError
 from kdrepro.experiment import device_name, profile_variable
 from kdrepro.locks import Locked, held
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
@@ -288,10 +289,14 @@ def dispatch(args: argparse.Namespace) -> None:
         return
     papers = parse_papers(args.paper if args.command == "run" else args.papers)
     check_profile(papers, args.profile)
-    if args.command == "plan":
-        print_plan(papers, args.profile, torch.device(device_name(args.device)).type)
-    elif args.command == "work":
-        work_command(papers, args)
+    if args.command in ("plan", "work"):
+        try:
+            if args.command == "plan":
+                print_plan(papers, args.profile, torch.device(device_name(args.device)).type)
+            else:
+                work_command(papers, args)
+        except DatasetNotFoundError as error:   # the plan reads every dataset its runs are keyed by
+            raise SystemExit(f"error: {error}") from None
     elif args.command == "run":
         try:
             run_paper(papers[0], args.profile)

@@ -87,11 +87,22 @@ def teachers_first(located: list[Entry]) -> list[Entry]:
     return sorted(located, key=lambda entry: entry.depth)
 
 
+def claim(entry: Entry, cache: Cache) -> Path:
+    """The lock a worker holds while it runs the entry (`work`), beside the lock of the record itself (held by
+    whoever computes the record: a worker, or a notebook)."""
+    return cache.lock(entry.record).with_suffix(".claim")
+
+
+def runner(entry: Entry, cache: Cache) -> str | None:
+    """Who is running the entry ('pid 12 on node3'), or None."""
+    return holder(claim(entry, cache)) or holder(cache.lock(entry.record))
+
+
 def state(entry: Entry, cache: Cache) -> str:
-    """'cached', 'running (pid N on host)' while a worker holds the run's lock, or 'pending'."""
+    """'cached', 'running (pid N on host)' while a worker or a notebook holds the run, or 'pending'."""
     if entry.record.exists():
         return "cached"
-    owner = holder(cache.lock(entry.record))
+    owner = runner(entry, cache)
     return "pending" if owner is None else f"running ({owner})"
 
 

@@ -1,10 +1,12 @@
 """`python -m kdrepro work`: train the pending runs of a plan into the cache, each exactly once, however many
 workers share the cache (on one machine, or on a cluster's nodes through a shared file system).
 
-A worker takes the plan's runs teachers first. It skips a run that another worker holds (its lock) or that needs
-a model another worker is training, and comes back to it; when every run left is held elsewhere it waits. The
-cache does the rest: an entry is computed under its lock, so a worker that meets a locked entry waits and then
-reads it, and a worker that dies releases its locks with its process.
+A worker takes the plan's runs teachers first, each under a claim (a lock of its own, taken without waiting, so
+two workers never take one run). It skips a run that another worker holds or that needs a model another worker
+is training, and comes back to it; when every run left is held elsewhere it waits. The cache does the rest: an
+entry is computed under its lock, so a process that meets a locked entry (a notebook, or a worker whose run needs
+a teacher another is training) waits and then reads it, and a worker that dies releases its locks with its
+process.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import ExitStack
 
 import torch
 
@@ -19,16 +22,16 @@ from kdrepro import experiments
 from kdrepro.cache import Cache
 from kdrepro.data import Data
 from kdrepro.experiment import Experiment, device_name, profile_variable
-from kdrepro.locks import holder
-from kdrepro.plan import Entry, datasets, has_runs, plan, teachers_first
+from kdrepro.locks import Locked, held, holder
+from kdrepro.plan import Entry, claim, datasets, has_runs, plan, runner, teachers_first
 from kdrepro.processes import Command, run_processes, thread_environment
 
 POLL_SECONDS = 5.0  # how long a worker waits, when every run left is held by others, before it looks again
 
 
 def busy(entry: Entry, cache: Cache) -> bool:
-    """Whether another worker holds the run, or a model it needs that is not cached yet."""
-    return holder(cache.lock(entry.record)) is not None or any(
+    """Whether another process holds the run, or a model it needs that is not cached yet."""
+    return runner(entry, cache) is not None or any(
         not model.exists() and holder(cache.lock(model)) is not None for model in entry.models)
 
 
@@ -50,8 +53,8 @@ def one_per_record(located: list[Entry]) -> list[Entry]:
     return list(first.values())
 
 
-class Papers:
-    """Each paper's Experiment and datasets, made once per worker when its first run comes."""
+class Experiments:
+    """A worker's Experiment and datasets of each paper, made when the paper's first run comes."""
 
     def __init__(self, profile: str, device: str):
         self.profile, self.device = profile, device
@@ -85,7 +88,7 @@ def work(paper_ids: list[str], profile: str, device: str = "auto", poll_seconds:
     with profile_variable(profile):   # the Experiment obeys $KDREPRO_PROFILE: it must be the plan's
         distinct = one_per_record(teachers_first(plan(paper_ids, profile, torch.device(device).type, cache)))
         todo = [entry for entry in distinct if not entry.record.exists()]
-        papers, failed = Papers(profile, device), []
+        papers, failed = Experiments(profile, device), []
         print(f"work: {len(todo)} of {len(distinct)} runs pending, of "
               f"{', '.join(p for p in paper_ids if has_runs(p)) or 'no paper'} on profile "
               f"{profile!r}, device {device}, cache {cache.root}", flush=True)
@@ -96,15 +99,27 @@ def work(paper_ids: list[str], profile: str, device: str = "auto", poll_seconds:
                     time.sleep(poll_seconds)
                 continue
             todo.remove(entry)
-            began = time.perf_counter()
-            try:
-                papers.run(entry)
-            except Exception as error:  # a run that fails must not stop the others; the notebook meets it again
-                print(f"{entry.label}: FAILED: {error.__class__.__name__}: {error}", flush=True)
-                failed.append(entry.label)
-            else:
-                print(f"{entry.label}: done in {time.perf_counter() - began:.1f} s ({len(todo)} left)", flush=True)
+            with ExitStack() as claimed:
+                try:
+                    claimed.enter_context(held(claim(entry, cache), wait=False))
+                except Locked:            # another worker took it meanwhile: looked at again later
+                    todo.append(entry)
+                    continue
+                if not entry.record.exists() and not run_once(papers, entry, len(todo)):
+                    failed.append(entry.label)
     return failed
+
+
+def run_once(papers: Experiments, entry: Entry, left: int) -> bool:
+    """Run the entry, saying how it went; whether it succeeded."""
+    began = time.perf_counter()
+    try:
+        papers.run(entry)
+    except Exception as error:  # a run that fails must not stop the others; the notebook meets it again
+        print(f"{entry.label}: FAILED: {error.__class__.__name__}: {error}", flush=True)
+        return False
+    print(f"{entry.label}: done in {time.perf_counter() - began:.1f} s ({left} left)", flush=True)
+    return True
 
 
 def worker_command(paper_ids: list[str], profile: str, device: str) -> list[str]:
@@ -121,9 +136,9 @@ def gpu_of_worker(worker: int) -> dict[str, str]:
 
 def work_in_processes(paper_ids: list[str], profile: str, workers: int, device: str = "auto") -> list[str]:
     """`workers` worker processes on this machine (each with cores / workers threads, and a GPU of its own when
-    there are several). Returns the workers that failed."""
+    there are several), or this process for one. Returns what failed: the runs of one worker, else the workers."""
     if workers == 1:
-        return ["this worker"] if work(paper_ids, profile, device) else []
+        return work(paper_ids, profile, device)
     threads = max(1, (os.cpu_count() or 1) // workers)
     return run_processes({f"worker {k + 1}": Command(worker_command(paper_ids, profile, device),
                                                      {**thread_environment(threads), **gpu_of_worker(k)},

@@ -4,6 +4,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from kdrepro import cli
 from kdrepro.cache import Cache
 from kdrepro.experiment import Experiment
@@ -87,3 +89,8 @@ def test_a_model_the_notebook_only_draws_is_listed_by_its_model(tiny_fashion_mni
     cli.main(["plan", "--profile", "smoke", "--papers", "fsp", "--device", "cpu"])
     assert any(line.startswith("fsp fsp_stage1 seed 0") and "model only" in line
                for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_missing_dataset_stops_the_plan_with_what_to_do(data_dir, isolated):
+    with pytest.raises(SystemExit, match=r"error: Fashion-MNIST not found \(looked in .*\)\. Install Debian's package"):
+        cli.main(["plan", "--profile", "smoke", "--papers", "hinton_kd"])

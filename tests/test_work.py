@@ -9,7 +9,7 @@ import pytest
 
 from kdrepro import cli, cluster, experiments, work
 from kdrepro.cache import Cache
-from kdrepro.plan import has_runs, plan, state
+from kdrepro.plan import claim, has_runs, plan, state
 
 # Hinton's smoke notebook trains 15 models: 17 runs, where kd and kd_T20 are one configuration and kd_omit_bias
 # reads kd_omit's model
@@ -73,13 +73,14 @@ def test_a_job_array_through_submitit_fills_the_cache(tiny_fashion_mnist, monkey
     assert any((tiny_fashion_mnist / "cache" / "jobs").rglob("*_log.out"))
 
 
-def test_a_worker_leaves_runs_held_elsewhere_and_waits_for_models_being_trained(tiny_fashion_mnist):
+@pytest.mark.parametrize("lock", ["claim", "record"], ids=["claimed by a worker", "computed by a notebook"])
+def test_a_worker_leaves_runs_held_elsewhere_and_waits_for_models_being_trained(tiny_fashion_mnist, lock):
     from test_plan import hold
 
     cache = Cache()
     teacher, student = plan(["hinton_kd"], "smoke", "cpu", cache)[:2]
     kd = next(entry for entry in plan(["hinton_kd"], "smoke", "cpu", cache) if entry.run.arm.name == "kd")
-    holder = hold(cache.lock(teacher.record))
+    holder = hold(claim(teacher, cache) if lock == "claim" else cache.lock(teacher.record))
     try:
         assert work.next_entry([teacher, student, kd], cache) == student
     finally:
@@ -103,7 +104,7 @@ def test_a_failing_run_does_not_stop_the_others(tiny_fashion_mnist, monkeypatch,
         ran.append(entry.label)
         if entry.run.arm.name == "kd_T3":
             raise ArithmeticError("loss is nan")
-    monkeypatch.setattr(work.Papers, "run", run)
+    monkeypatch.setattr(work.Experiments, "run", run)
     assert work.work(["hinton_kd"], "smoke", "cpu") == ["hinton_kd kd_T3 seed 0"]
     assert len(ran) == 16 and "hinton_kd kd_T3 seed 0: FAILED: ArithmeticError: loss is nan" in capsys.readouterr().out
 
