@@ -28,7 +28,7 @@ from kdrepro.data import Data, Split
 from kdrepro.models import build
 from kdrepro.objectives import Objective
 from kdrepro.schemes import Teacher
-from kdrepro.seeds import derive, seeded
+from kdrepro.seeds import derive, generator, seeded
 from kdrepro.train import History, Recipe, fit
 
 
@@ -98,7 +98,7 @@ class Rows:
         if self.without_class is not None:
             rows = rows[labels.cpu() != self.without_class]
         if self.fraction < 1:
-            order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(derive(seed, "rows", self.fraction)))
+            order = torch.randperm(len(rows), generator=generator(seed, "rows", self.fraction))
             rows = rows[order[: max(1, round(self.fraction * len(rows)))]].sort().values
         return rows
 
@@ -173,12 +173,10 @@ def spec_key(value: Any) -> Any:
     return value
 
 
-def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None,
-              device: torch.device | str = "cpu") -> list[History]:
+def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None) -> list[History]:
     """Train `model` (built by `arm.net` at `arm.seed`) as the arm says: its stages in order, each on its data view
     (its own, else the arm's rows) and a `fit` with the arm's seed; `teacher` is the trained model of
     `arm.teacher`, frozen by the offline scheme."""
-
     histories = []
     for i, stage in enumerate(arm.stages):
         view = arm.rows if stage.rows is None else stage.rows
