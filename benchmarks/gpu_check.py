@@ -5,8 +5,9 @@ no download.
    by workers first, then every notebook rendered), into a temporary results folder and cache.
 2. Each paper's `paper` code path for a few steps: its `paper` profile's datasets written small, in each dataset's
    own format (MNIST's IDX files, CIFAR's pickles, CUB's folder, a corpus), and every run of its notebook at the
-   first seed trained for one epoch (one per stage) and measured: the paper's networks, objectives, measures and,
-   on a GPU, bf16 autocast and channels-last as the `paper` profile trains there.
+   first seed trained for one epoch (one per stage) of a few batches and measured: the paper's networks,
+   objectives, measures and, on a GPU, bf16 autocast and channels-last as the `paper` profile trains there. (A
+   few steps: longer training on random images can leave a network's features all zero, which RKD refuses.)
 3. The KD loop's images per second (`fit` with `ResponseKD`, the teacher's logits computed once) for a CIFAR
    benchmark pair, in float32, with bf16 autocast, and with channels-last too.
 
@@ -36,19 +37,20 @@ from tiny_profiles import write_corpus, write_cub  # noqa: E402
 from kdrepro import data as kdrepro_data  # noqa: E402
 from kdrepro import experiments  # noqa: E402
 from kdrepro.arms import Arm  # noqa: E402
-from kdrepro.data import Split  # noqa: E402
-from kdrepro.experiment import Experiment, profile_variable  # noqa: E402
-from kdrepro.measures import Measure, TeacherMeasure  # noqa: E402
+from kdrepro.data import Data, Split  # noqa: E402
+from kdrepro.experiment import Experiment, Run, profile_variable  # noqa: E402
+from kdrepro.measures import TeacherMeasure  # noqa: E402
 from kdrepro.models import build  # noqa: E402
 from kdrepro.objectives.response import ResponseKD  # noqa: E402
 from kdrepro.plan import datasets, has_runs  # noqa: E402
 from kdrepro.schemes import Teacher  # noqa: E402
 from kdrepro.seeds import seeded  # noqa: E402
 from kdrepro.train import Recipe, fit  # noqa: E402
+from kdrepro.work import execute  # noqa: E402
 
 @dataclass(frozen=True)
 class Sizes:
-    train: int          # training images beyond the 5,000 that the `paper` profiles hold out for validation
+    train: int          # training images of each paper's datasets (the files hold 5,000 more, for validation)
     kd_pair: tuple[str, str]   # teacher, student
     image: int          # the KD loop's images are image x image, RGB
     batch: int
@@ -56,7 +58,7 @@ class Sizes:
 
 
 SIZES = {
-    "full": Sizes(1024, ("resnet32x4", "resnet8x4"), 32, 128, 40),
+    "full": Sizes(256, ("resnet32x4", "resnet8x4"), 32, 128, 40),
     "tiny": Sizes(64, ("resnet14", "resnet8"), 16, 16, 2),
 }
 
@@ -87,6 +89,13 @@ def write_paper_datasets(root: Path, train: int) -> None:
     write_corpus(root / "wmt14_en_de")
 
 
+def few_rows(data: Data, train: int) -> Data:
+    """Only the first `train` training images of `data` (a dataset of another kind as it is)."""
+    if not isinstance(data, Data):
+        return data
+    return replace(data, train=data.train.subset(torch.arange(min(train, len(data.train)), device=data.train.y.device)))
+
+
 def brief_recipe(recipe: Recipe, epochs: int = 1) -> Recipe:
     return replace(recipe, epochs=epochs, milestones=())
 
@@ -103,20 +112,24 @@ def brief(arm: Arm) -> Arm:
                    teacher=None if arm.teacher is None else brief(arm.teacher))
 
 
-def brief_measure(measure: Measure) -> Measure:
-    """A measure that compares with a teacher compares with the brief teacher."""
-    return replace(measure, teacher=brief(measure.teacher)) if isinstance(measure, TeacherMeasure) else measure
+def brief_run(run: Run) -> Run:
+    """The run of the brief arm; a measure that compares with a teacher compares with the brief teacher."""
+    measure = replace(run.measure, teacher=brief(run.measure.teacher)) if isinstance(run.measure, TeacherMeasure) \
+        else run.measure
+    return replace(run, arm=brief(run.arm), measure=measure)
 
 
-def paper_code_path(paper_id: str, device: str) -> int:
-    """Every run of the paper's notebook at its first seed, brief, on the `paper` profile; how many ran."""
+def paper_code_path(paper_id: str, device: str, train: int) -> int:
+    """Every run of the paper's notebook at its first seed, brief, on `train` images of the `paper` profile's
+    datasets; how many ran."""
     module = experiments.module(paper_id)
     with profile_variable("paper"):
         exp = Experiment(module, "paper", device)
-        data = {name: dataset.to(exp.device) for name, dataset in datasets(module, exp.protocol).items()}
+        data = {name: few_rows(dataset, train).to(exp.device) for name, dataset in
+                datasets(module, exp.protocol).items()}
         first = [run for run in module.runs(exp.protocol) if run.arm.seed == exp.protocol.seeds[0]]
         for run in first:
-            exp.run(brief(run.arm), data[run.data], brief_measure(run.measure))
+            execute(exp, brief_run(run), data[run.data])
     return len(first)
 
 
@@ -132,13 +145,13 @@ def paper_code_paths(paper_ids: list[str], device: str, folder: Path, train: int
             continue
         began = time.perf_counter()
         try:
-            runs = paper_code_path(paper_id, device)
+            runs = paper_code_path(paper_id, device, train)
         except Exception as error:  # one paper's failure must not hide the others'
             print(f"{paper_id}: paper code path FAILED: {error.__class__.__name__}: {error}", flush=True)
             failed.append(paper_id)
         else:
-            print(f"{paper_id}: paper code path, {runs} runs of one epoch: {time.perf_counter() - began:.0f} s",
-                  flush=True)
+            print(f"{paper_id}: paper code path, {runs} runs of one epoch of {train} images: "
+                  f"{time.perf_counter() - began:.0f} s", flush=True)
     return failed
 
 

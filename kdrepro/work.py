@@ -21,7 +21,7 @@ import torch
 from kdrepro import experiments
 from kdrepro.cache import Cache
 from kdrepro.data import Data
-from kdrepro.experiment import Experiment, device_name, profile_variable
+from kdrepro.experiment import Experiment, Run, device_name, profile_variable
 from kdrepro.locks import Locked, held, holder
 from kdrepro.plan import Entry, claim, datasets, has_runs, plan, runner, teachers_first
 from kdrepro.processes import Command, run_processes, thread_environment
@@ -53,6 +53,14 @@ def one_per_record(located: list[Entry]) -> list[Entry]:
     return list(first.values())
 
 
+def execute(exp: Experiment, run: Run, data: Data) -> None:
+    """What the notebook does for the run: train the arm's model and, when the run has a measure, measure it."""
+    if run.measure is None:
+        exp.train(run.arm, data)
+    else:
+        exp.run(run.arm, data, run.measure)
+
+
 class Experiments:
     """A worker's Experiment and datasets of each paper, made when the paper's first run comes."""
 
@@ -62,11 +70,7 @@ class Experiments:
         self._data: dict[str, dict[str, Data]] = {}
 
     def run(self, entry: Entry) -> None:
-        exp, data = self._experiment(entry.paper), self._datasets(entry.paper)[entry.run.data]
-        if entry.run.measure is None:
-            exp.train(entry.run.arm, data)
-        else:
-            exp.run(entry.run.arm, data, entry.run.measure)
+        execute(self._experiment(entry.paper), entry.run, self._datasets(entry.paper)[entry.run.data])
 
     def _experiment(self, paper_id: str) -> Experiment:
         if paper_id not in self._experiments:

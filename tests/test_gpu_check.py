@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from kdrepro.arms import Arm, Net, Stage
+from kdrepro.experiment import Run
 from kdrepro.measures import AttentionDistance
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy
@@ -13,7 +14,7 @@ from kdrepro.paths import REPO_ROOT
 from kdrepro.train import Recipe
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the check's script sits in benchmarks/, not in a package
-from gpu_check import brief, brief_measure  # noqa: E402
+from gpu_check import brief, brief_run  # noqa: E402
 
 SCRIPT = REPO_ROOT / "benchmarks" / "gpu_check.py"
 
@@ -26,7 +27,7 @@ def test_the_check_runs_on_the_cpu_at_tiny_sizes(isolated):
     assert "1. smoke notebooks on cpu: all done" in done.stdout
     # Hinton's paper profile at its first seed: teacher, 2 students and kd; 6 temperatures for each of 2 students;
     # the omitted class's 3 arms and the 3% set's 2
-    assert any(line.startswith("hinton_kd: paper code path, 21 runs of one epoch") for line in lines)
+    assert any(line.startswith("hinton_kd: paper code path, 21 runs of one epoch of 64 images") for line in lines)
     assert "2. paper code paths: all done" in done.stdout
     speeds = [line.split()[-4] for line in lines if "images/s" in line]
     assert len(speeds) == 3 and all(float(s.replace(",", "")) > 0 for s in speeds)
@@ -49,5 +50,5 @@ def test_a_brief_arm_keeps_its_networks_and_objectives_for_one_epoch_a_stage():
     assert short.objective[0].recipe == Recipe(epochs=1, optimizer="adam", lr=1e-3)
     assert short.teacher.recipe == Recipe(epochs=1) and short.net == student.net
     assert [stage.objective for stage in short.objective] == [stage.objective for stage in student.objective]
-    measure = brief_measure(AttentionDistance((("block1", "block1"),), teacher))
-    assert measure.teacher.recipe.epochs == 1
+    run = brief_run(Run(student, AttentionDistance((("block1", "block1"),), teacher)))
+    assert run.arm == short and run.measure.teacher.recipe.epochs == 1
