@@ -51,13 +51,13 @@ def test_two_concurrent_workers_train_every_run_exactly_once(tiny_fashion_mnist)
 
 
 def test_local_workers_fill_the_cache_and_a_second_work_trains_nothing(tiny_fashion_mnist, capsys):
-    cli.main(["work", "--profile", "smoke", "--papers", "hinton_kd", "--workers", "2"])
+    cli.main(["work", "--profile", "smoke", "--papers", "hinton_kd", "--workers", "2", "--device", "cpu"])
     out = capsys.readouterr().out
     assert "worker 1 | started: " in out and "worker 2 | started: " in out and "FAILED" not in out
     assert states() == {"cached": 17}
     models = sorted((tiny_fashion_mnist / "cache" / "models").iterdir())
     assert len(models) == HINTON_SMOKE_MODELS
-    cli.main(["work", "--profile", "smoke", "--papers", "hinton_kd"])
+    cli.main(["work", "--profile", "smoke", "--papers", "hinton_kd", "--device", "cpu"])
     assert "work: 0 of 16 runs pending" in capsys.readouterr().out
     assert sorted((tiny_fashion_mnist / "cache" / "models").iterdir()) == models
 
