@@ -6,7 +6,7 @@ no download.
 2. Each paper's `paper` code path for a few steps: its `paper` profile's datasets written small, in each dataset's
    own format (MNIST's IDX files, CIFAR's pickles, CUB's folder, a corpus), and every run of its notebook at the
    first seed trained for one epoch (one per stage) of a few batches and measured: the paper's networks,
-   objectives, measures and, on a GPU, bf16 autocast and channels-last as the `paper` profile trains there. (A
+   objectives, measures and, with KDREPRO_BF16=1 on a GPU, bf16 autocast and channels-last. (A
    few steps: longer training on random images can leave a network's features all zero, which RKD refuses.)
 3. The KD loop's images per second (`fit` with `ResponseKD`, the teacher's logits computed once) for a CIFAR
    benchmark pair, in float32, with bf16 autocast, and with channels-last too.

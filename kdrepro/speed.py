@@ -1,19 +1,25 @@
 """GPU speed where it is cheap: bfloat16 autocast and channels-last memory, switched on in every recipe of an arm.
 
 Both are `Recipe` fields, so they belong to an arm's cache key: a run trained with them is never served as one
-trained without. They are on for the profiles of `FAST_ON_GPU` when the device is a GPU (decided in one place,
-`experiment.CacheKeys.arm`, for the notebooks and `python -m kdrepro work` alike), off everywhere else, so the
-`cpu` results are computed as before.
+trained without. They are off unless asked for: `KDREPRO_BF16=1` switches them on for the `paper` profile on a GPU
+(decided in one place, `experiment.CacheKeys.arm`, for the notebooks and `python -m kdrepro work` alike); the
+`smoke` and `cpu` profiles never use them.
+
+Why off by default: measured by `make gpu-check` on one H200 (results/gpu/), the KD loop of three CIFAR pairs
+(ResNet-32x4 -> ResNet-8x4, WRN-40-2 -> WRN-16-2, ResNet-110 -> ResNet-20) at batches of 128 and 512 ran at 0.78 to
+1.22 times its float32 speed with both on (median 0.90): networks this small are bound by kernel launches, not by
+arithmetic, and autocast adds casts. Larger networks (ResNet-50 at 224 px, RKD's `paper` profile) may gain.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from kdrepro.arms import Arm
 from kdrepro.train import Recipe
 
-FAST_ON_GPU = ("paper",)
+FAST_ON_GPU = ("paper",)   # the profiles that may train fast on a GPU, when KDREPRO_BF16=1
 
 
 def fast_recipe(recipe: Recipe) -> Recipe:
@@ -30,4 +36,9 @@ def fast(arm: Arm) -> Arm:
 
 def for_device(arm: Arm, profile: str, device_type: str) -> Arm:
     """The arm as it trains on `device_type` ("cpu", "cuda") in `profile`."""
-    return fast(arm) if device_type == "cuda" and profile in FAST_ON_GPU else arm
+    asked = os.environ.get("KDREPRO_BF16", "0")
+    if asked not in ("0", "1"):
+        raise ValueError(f"KDREPRO_BF16={asked!r}: set it to 1 (bf16 autocast and channels-last for the paper "
+                         "profile on a GPU) or 0 (off, the default)")
+    asked = asked == "1"
+    return fast(arm) if asked and device_type == "cuda" and profile in FAST_ON_GPU else arm

@@ -70,15 +70,27 @@ def test_fast_switches_on_every_recipe_of_an_arm_its_stages_and_its_teachers():
     assert replace(arm.recipe, bf16=False, channels_last=False) == arm_with_everything().recipe
 
 
-@pytest.mark.parametrize("profile, device, on", [("paper", "cuda", True), ("paper", "cpu", False),
-                                                 ("smoke", "cuda", False), ("cpu", "cuda", False)])
-def test_speed_is_on_in_the_paper_profile_on_a_gpu_only(profile, device, on):
+@pytest.mark.parametrize("asked, profile, device, on", [
+    ("1", "paper", "cuda", True), ("1", "paper", "cpu", False), ("1", "smoke", "cuda", False),
+    ("1", "cpu", "cuda", False), ("0", "paper", "cuda", False), (None, "paper", "cuda", False)])
+def test_speed_is_on_only_when_asked_in_the_paper_profile_on_a_gpu(asked, profile, device, on, monkeypatch):
+    if asked is None:
+        monkeypatch.delenv("KDREPRO_BF16", raising=False)
+    else:
+        monkeypatch.setenv("KDREPRO_BF16", asked)
     arm = arm_with_everything()
     assert (for_device(arm, profile, device) == fast(arm)) is on
     assert (for_device(arm, profile, device) == arm) is not on
 
 
-def test_the_cache_key_says_whether_a_run_was_trained_fast():
+def test_a_bf16_switch_that_is_neither_0_nor_1_is_refused_with_the_variable_named(monkeypatch):
+    monkeypatch.setenv("KDREPRO_BF16", "yes")
+    with pytest.raises(ValueError, match="KDREPRO_BF16='yes'"):
+        for_device(arm_with_everything(), "paper", "cuda")
+
+
+def test_the_cache_key_says_whether_a_run_was_trained_fast(monkeypatch):
+    monkeypatch.setenv("KDREPRO_BF16", "1")
     from kdrepro.data import Data
     split = images(4)
     data = Data("toy", split, split, split, tuple(map(str, range(10))))
