@@ -176,7 +176,12 @@ def spec_key(value: Any) -> Any:
 def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None) -> list[History]:
     """Train `model` (built by `arm.net` at `arm.seed`) as the arm says: its stages in order, each on its data view
     (its own, else the arm's rows) and a `fit` with the arm's seed; `teacher` is the trained model of
-    `arm.teacher`, frozen by the offline scheme."""
+    `arm.teacher`, frozen by the offline scheme.
+
+    Every stage trains on the arm's own stream, the one a single-stage arm at that seed trains on: whichever stage
+    does the work of the scratch student (FitNets' KD stage, FSP's cross-entropy stage, Seq-KD's first stage) sees
+    the scratch student's batches in the scratch student's order, so the arms stay paired."""
+    stream = derive(arm.seed, "stage", 0)
     histories = []
     for i, stage in enumerate(arm.stages):
         view = arm.rows if stage.rows is None else stage.rows
@@ -185,7 +190,7 @@ def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None)
         stage_recipe = for_epochs(recipe if stage.recipe is None else stage.recipe,
                                   round(stage.epochs * recipe.epochs / arm.recipe.epochs))
         offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=stage_recipe.augments)
-        histories.append(fit(model, stage.objective, train, stage_recipe, seed=derive(arm.seed, "stage", i),
+        histories.append(fit(model, stage.objective, train, stage_recipe, seed=stream,
                              teacher=offline, val=data.val if stage_recipe.validation_curve else None,
                              name=f"{arm.name} seed {arm.seed}" + (f" stage {i + 1}" if i else "")))
     return histories

@@ -76,6 +76,28 @@ def test_hintons_omitted_class_teacher_record_holds_the_class(monkeypatch, isola
     assert keys[0]["measure"] != keys[1]["measure"] and keys[0]["arm"] == keys[1]["arm"]
 
 
+def test_each_seeds_arms_train_and_are_measured_on_that_seeds_draw_and_its_teacher_too(monkeypatch, isolated):
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    exp = Experiment(hinton_kd, "smoke")
+    whole = toy_data()
+    data = dataclasses.replace(whole, train=whole.train.subset(torch.arange(8)), pool=whole.train)
+    trained_on, measured_on = [], []
+    monkeypatch.setattr("kdrepro.experiment.train_arm",
+                        lambda arm, model, drawn, teacher: trained_on.append((arm.name, arm.seed, drawn.train.y)) or [])
+
+    def measure(model, drawn):
+        measured_on.append(drawn.train.y)
+        return {"test_error": 0.0}
+
+    for seed in (0, 1):
+        exp.run(KD.at(seed), data, measure)
+    draws = {seed: data.for_seed(seed).train.y for seed in (0, 1)}
+    assert [(name, seed) for name, seed, _ in trained_on] == [("teacher", 0), ("kd", 0), ("teacher", 1), ("kd", 1)]
+    assert all(torch.equal(y, draws[seed]) for _, seed, y in trained_on)
+    assert all(torch.equal(y, draws[seed]) for seed, y in zip((0, 1), measured_on))
+    assert not torch.equal(draws[0], draws[1])
+
+
 # --- the code fingerprint -----------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -139,11 +161,27 @@ def test_stages_run_in_order_each_from_the_weights_the_last_one_left():
     model = staged.net.build(0, data)
     histories = train_arm(staged, model, data, None)
     by_hand = staged.net.build(0, data)
-    for i in range(2):
+    for _ in range(2):
         fit(by_hand, CrossEntropy(), data.train, dataclasses.replace(RECIPE, epochs=1),
-            seed=derive(0, "stage", i), progress_seconds=None)
+            seed=derive(0, "stage", 0), progress_seconds=None)
     assert len(histories) == 2
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), by_hand.parameters()))
+
+
+def test_every_stage_sees_the_batches_of_the_single_stage_arm_in_its_order(monkeypatch):
+    """Pairing: a staged arm's stages (hints, then KD; FSP, then cross-entropy) train on the stream the scratch
+    student at that seed trains on, so the stage that does the scratch student's work sees its batch order."""
+    import kdrepro.arms
+
+    seeds = []
+    monkeypatch.setattr(kdrepro.arms, "fit", lambda *args, seed, **kwargs: seeds.append(seed))
+    data = toy_data()
+    own = Recipe(epochs=1, batch_size=8, lr=1e-3, optimizer="adam")
+    scratch = Arm("student", KD.net, CrossEntropy(), RECIPE, seed=3)
+    staged = Arm("staged", KD.net, (Stage(CrossEntropy(), 1, own), Stage(CrossEntropy(), 1)), RECIPE, seed=3)
+    train_arm(scratch, scratch.net.build(3, data), data, None)
+    train_arm(staged, staged.net.build(3, data), data, None)
+    assert seeds == [derive(3, "stage", 0)] * 3
 
 
 def test_a_stage_with_a_recipe_of_its_own_is_optimised_by_it_and_not_counted_in_the_arms_epochs():
@@ -153,8 +191,8 @@ def test_a_stage_with_a_recipe_of_its_own_is_optimised_by_it_and_not_counted_in_
     model = staged.net.build(0, data)
     train_arm(staged, model, data, None)
     by_hand = staged.net.build(0, data)
-    for i, recipe in enumerate((own, RECIPE)):
-        fit(by_hand, CrossEntropy(), data.train, recipe, seed=derive(0, "stage", i), progress_seconds=None)
+    for recipe in (own, RECIPE):
+        fit(by_hand, CrossEntropy(), data.train, recipe, seed=derive(0, "stage", 0), progress_seconds=None)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), by_hand.parameters()))
     with pytest.raises(ValueError, match="its stages take 3 epochs of its recipe, more than the recipe's 2"):
         Arm("long", KD.net, (Stage(CrossEntropy(), 1, own), Stage(CrossEntropy(), 3)), RECIPE)

@@ -81,9 +81,9 @@ def test_all_three_trains_on_the_seq_kd_targets_then_with_word_kd_on_the_seq_int
     histories = train_arm(seq_all, model, data, teacher)
     assert [list(h.terms) for h in histories] == [["nll"], ["nll", "word_kd"]]
     by_hand = seq_all.net.build(0, data)
-    for i, (stage, view) in enumerate(zip(seq_all.stages, (arms["seq_kd"].rows, arms["seq_inter"].rows))):
-        split, _ = view.split(data, teacher, 0)
-        fit(by_hand, stage.objective, split, replace(p.recipe, epochs=stage.epochs), seed=derive(0, "stage", i),
+    for stage, view in zip(seq_all.stages, (arms["seq_kd"].rows, arms["seq_inter"].rows)):
+        split, _ = view.split(data, teacher, 0)   # every stage on the arm's own stream (arms.train_arm)
+        fit(by_hand, stage.objective, split, replace(p.recipe, epochs=stage.epochs), seed=derive(0, "stage", 0),
             teacher=Teacher(teacher, data.train.x), progress_seconds=None)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), by_hand.parameters()))
 
