@@ -93,7 +93,8 @@ def few_rows(data: Data, train: int) -> Data:
     """Only the first `train` training images of `data` (a dataset of another kind as it is)."""
     if not isinstance(data, Data):
         return data
-    return replace(data, train=data.train.subset(torch.arange(min(train, len(data.train)), device=data.train.y.device)))
+    return replace(data, train=data.train.subset(torch.arange(min(train, len(data.train)), device=data.train.y.device)),
+                   pool=None)
 
 
 def brief_recipe(recipe: Recipe, epochs: int = 1) -> Recipe:

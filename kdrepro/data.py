@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdrepro.paths import REPO_ROOT
+from kdrepro.seeds import generator
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_VARIABLE = "KDREPRO_DOWNLOAD"
@@ -87,13 +88,15 @@ class Split:
 
 @dataclass(frozen=True)
 class Data:
-    """Normalised float images in three explicit splits."""
+    """Normalised float images in three explicit splits; where a profile trains on a subset of the official
+    training set, also the `pool` each run draws its training images from (`for_seed`)."""
 
     name: str
     train: Split
     val: Split
     test: Split
     classes: tuple[str, ...]
+    pool: Split | None = None   # the training images a subset is drawn from (validation excluded); None: no draw
 
     @property
     def num_classes(self) -> int:
@@ -107,14 +110,25 @@ class Data:
         """What identifies the data in a cache key: the dataset, the split sizes and the image size (a model
         trained on 14x14 images is not one trained on 28x28; a record measured on 1,000 test images is not one
         measured on all of them)."""
-        return {"dataset": self.name, "train_size": len(self.train), "val_size": len(self.val),
-                "test_size": len(self.test), "image_size": self.input_shape[-1]}
+        key = {"dataset": self.name, "train_size": len(self.train), "val_size": len(self.val),
+               "test_size": len(self.test), "image_size": self.input_shape[-1]}
+        return key if self.pool is None else {**key, "drawn_from": len(self.pool)}
+
+    def for_seed(self, seed: int) -> Data:
+        """The data run `seed` trains on: `len(train)` training images drawn from the pool by the seed's own
+        stream, so that seeds vary the draw and a verdict generalises over draws, not one draw. Every arm at a
+        seed gets the same draw (arms stay paired); validation and test never change. Without a pool, as it is."""
+        if self.pool is None:
+            return self
+        order = torch.randperm(len(self.pool), generator=generator(seed, "training subset"))
+        return replace(self, train=self.pool.subset(order[:len(self.train)].to(self.pool.y.device)), pool=None)
 
     def to(self, device: torch.device | str) -> Data:
         """All three splits on `device` (the datasets here fit in a GPU's memory too)."""
         def move(split: Split) -> Split:
             return Split(split.x.to(device), split.y.to(device))
-        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+        return replace(self, train=move(self.train), val=move(self.val), test=move(self.test),
+                       pool=None if self.pool is None else move(self.pool))
 
     def first_test(self, size: int | None) -> Data:
         """Only the first `size` test images (None: all of them): smoke runs, whose seconds of training an
@@ -131,7 +145,8 @@ class Data:
 
         def resize(split: Split) -> Split:
             return Split(F.interpolate(split.x, size=(size, size), mode="area"), split.y)
-        return replace(self, train=resize(self.train), val=resize(self.val), test=resize(self.test))
+        return replace(self, train=resize(self.train), val=resize(self.val), test=resize(self.test),
+                       pool=None if self.pool is None else resize(self.pool))
 
 
 class Batch(NamedTuple):
@@ -390,9 +405,10 @@ def channel_statistics(images: Tensor) -> tuple[Tensor, Tensor]:
 
 def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000, seed: int = 0,
               download: bool = False, image_size: int | None = None) -> Data:
-    """Split the official training set into validation (`val_size` images) and training (`train_size`, or all
-    the rest) with a seeded permutation; normalise every split by the training split's per-channel mean and std;
-    then resize every image to `image_size` pixels square (`Data.resized`; None: as published)."""
+    """Split the official training set into validation (`val_size` images, a seeded permutation's first) and the
+    rest; train on `train_size` of the rest, drawn per run seed from that pool (`Data.for_seed`), or on all of it;
+    normalise every split by the pool's per-channel mean and std (the same whatever a seed draws); then resize
+    every image to `image_size` pixels square (`Data.resized`; None: as published)."""
     raw = load_raw(name, download)
     available = len(raw.y_train) - val_size
     if val_size < 0 or available <= 0:
@@ -400,16 +416,18 @@ def load_data(name: str, *, train_size: int | None = None, val_size: int = 5000,
     if train_size is not None and not 0 < train_size <= available:
         raise ValueError(f"train_size={train_size} must be in 1..{available} for {name} with val_size={val_size}")
     order = torch.randperm(len(raw.y_train), generator=torch.Generator().manual_seed(seed))
-    val_index, train_index = order[:val_size], order[val_size: val_size + (train_size or available)]
-    train_x = raw.x_train[train_index].float()
-    mean, std = channel_statistics(train_x)
+    val_index, pool_index = order[:val_size], order[val_size:]
+    pool_x = raw.x_train[pool_index].float()
+    mean, std = channel_statistics(pool_x)
 
     def normalise(x: Tensor) -> Tensor:
         return ((x.float() - mean) / std).contiguous()
 
-    data = Data(name, Split(normalise(train_x), raw.y_train[train_index]),
+    pool = Split(normalise(pool_x), raw.y_train[pool_index])
+    drawn = train_size is not None and train_size < available
+    data = Data(name, pool.subset(torch.arange(train_size)) if drawn else pool,
                 Split(normalise(raw.x_train[val_index]), raw.y_train[val_index]),
-                Split(normalise(raw.x_test), raw.y_test), raw.classes)
+                Split(normalise(raw.x_test), raw.y_test), raw.classes, pool=pool if drawn else None)
     return data if image_size is None else data.resized(image_size)
 
 

@@ -28,6 +28,10 @@ from kdrepro.train import History
 
 PROFILE_VARIABLE = "KDREPRO_PROFILE"
 DEVICE_VARIABLE = "KDREPRO_DEVICE"
+# The torch threads a profile's numbers are computed with: the same sums in another order differ in their last bits,
+# and a few hundred steps carry that into different metrics, so the `cpu` protocol fixes its count, whatever
+# launches it (`run`, `reproduce`, a worker, papermill, JupyterLab). Other profiles use the machine.
+PROFILE_THREADS = {"cpu": 1}
 
 
 def resolve_profile(paper: ModuleType, requested: str) -> str:
@@ -121,6 +125,8 @@ class Experiment:
         self.profile = resolve_profile(paper, profile)
         self.device = resolve_device(device)
         self.protocol = paper.PROFILES[self.profile]
+        if self.profile in PROFILE_THREADS:
+            torch.set_num_threads(PROFILE_THREADS[self.profile])
         self.cache = Cache()
         self.keys = CacheKeys(self.paper.id, self.profile, self.device.type)
         self._rows: dict[tuple[str, int], dict[str, Any]] = {}
@@ -140,9 +146,10 @@ class Experiment:
         digest = key_digest(key)
         if digest not in self._trained:
             teacher = None if arm.teacher is None else self.train(arm.teacher, data)
+            drawn = data.for_seed(arm.seed)   # the key names the pool; the arm's seed names the draw
             self._trained[digest] = self.cache.model(
-                self.paper.id, key, lambda: arm.net.build(arm.seed, data).to(self.device),
-                lambda model: self._keep_histories(key, train_arm(arm, model, data, teacher)))
+                self.paper.id, key, lambda: arm.net.build(arm.seed, drawn).to(self.device),
+                lambda model: self._keep_histories(key, train_arm(arm, model, drawn, teacher)))
         return self._trained[digest]
 
     def histories(self, arm: Arm, data: Data) -> list[History]:
@@ -170,10 +177,10 @@ class Experiment:
 
     def _measured(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
         """`measure` of the arm's trained model; a `TeacherMeasure` gets its teacher arm's model at the arm's seed."""
-        model = self.train(arm, data)
+        model, drawn = self.train(arm, data), data.for_seed(arm.seed)
         if isinstance(measure, TeacherMeasure):
-            return measure(model, data, self.train(measure.teacher.at(arm.seed), data))
-        return measure(model, data)
+            return measure(model, drawn, self.train(measure.teacher.at(arm.seed), data))
+        return measure(model, drawn)
 
     def run_arms(self, arms: list[Arm], data: Data, measure: Measure) -> None:
         """Each arm at every seed of the profile, its wiring printed first. Seeds outermost: a seed's teacher

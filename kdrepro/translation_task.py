@@ -47,6 +47,11 @@ class TranslationTask:
         """The training ids on `device`; the sentences stay where they are."""
         return replace(self, train=Split(self.train.x.to(device), self.train.y.to(device)))
 
+    def for_seed(self, seed: int) -> TranslationTask:
+        """What run `seed` trains on: every run the same sentences (the generated task is drawn once, by its own
+        seed; a corpus is what it is)."""
+        return self
+
     @property
     def name(self) -> str:
         return self.corpus.name

@@ -126,14 +126,37 @@ def test_missing_cifar_says_how_to_get_it(data_dir):
         load_raw("cifar100")
 
 
-def test_splits_are_disjoint_sized_and_normalised_by_the_training_split(data_dir):
+def test_splits_are_disjoint_sized_and_normalised_by_the_pool_of_training_images(data_dir):
     write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
     data = load_data("fashion_mnist", train_size=60, val_size=20, seed=3)
-    assert (len(data.train), len(data.val), len(data.test)) == (60, 20, 30)
-    assert data.train.x.mean().item() == pytest.approx(0.0, abs=1e-5)
-    assert data.train.x.std().item() == pytest.approx(1.0, abs=1e-3)
-    same_image = (data.train.x.flatten(1)[:, None] == data.val.x.flatten(1)[None]).all(dim=-1)
-    assert not same_image.any()
+    assert (len(data.train), len(data.val), len(data.test), len(data.pool)) == (60, 20, 30, 80)
+    assert data.pool.x.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert data.pool.x.std().item() == pytest.approx(1.0, abs=1e-3)
+    for split in (data.train, data.pool, data.for_seed(5).train):
+        same_image = (split.x.flatten(1)[:, None] == data.val.x.flatten(1)[None]).all(dim=-1)
+        assert not same_image.any()
+
+
+def test_each_seed_draws_its_own_training_subset_from_the_pool_and_every_arm_at_a_seed_the_same(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
+    data = load_data("fashion_mnist", train_size=30, val_size=20)
+
+    def rows(seed: int) -> set[tuple[float, ...]]:  # the drawn images, as rows of the pool
+        return {tuple(x.flatten().tolist()) for x in data.for_seed(seed).train.x}
+
+    pool = {tuple(x.flatten().tolist()) for x in data.pool.x}
+    assert len(rows(0)) == 30 and rows(0) <= pool
+    assert rows(0) == rows(0) and rows(0) != rows(1)
+    drawn = data.for_seed(1)
+    assert drawn.pool is None and drawn.val is data.val and drawn.test is data.test
+    assert drawn.for_seed(2) is drawn  # a drawn subset is not drawn again
+
+
+def test_a_profile_that_trains_on_every_image_draws_nothing(data_dir):
+    write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
+    for train_size in (None, 80):
+        data = load_data("fashion_mnist", train_size=train_size, val_size=20)
+        assert data.pool is None and data.for_seed(3) is data and len(data.train) == 80
 
 
 def test_same_seed_gives_the_same_split_and_another_seed_another(data_dir):
@@ -187,7 +210,7 @@ def test_the_cache_key_names_the_dataset_every_split_size_and_the_image_size(dat
     write_mnist_format(data_dir / "fashion-mnist", n_train=100, n_test=30)
     full, small = (load_data("fashion_mnist", train_size=60, val_size=20, image_size=size) for size in (None, 14))
     assert full.key() == {"dataset": "fashion_mnist", "train_size": 60, "val_size": 20, "test_size": 30,
-                          "image_size": 28}
+                          "image_size": 28, "drawn_from": 80}
     assert small.key() == {**full.key(), "image_size": 14}
     assert full.first_test(10).key() == {**full.key(), "test_size": 10}  # a record measured on fewer test images
 
