@@ -7,7 +7,8 @@
 - `teacher` is another arm (trained first, frozen, shared by every arm that names it);
 - `rows` is the data view: which training examples it learns from, and with which targets (`Rows` keeps some
   examples; a view may also give them the teacher's outputs as targets, as sequence-level KD does);
-- `seed` drives every random stream of the run through `kdrepro.seeds.derive`.
+- `seed` drives every random stream of the run through `kdrepro.seeds.derive`;
+- `shared` marks an arm trained once, at its own seed, for every seed's runs (a paper's one teacher).
 
 No cache key is written by hand: `spec_key` walks the spec, so a key can never miss a field. The arm's name is
 the only field left out: two arms with one configuration (the main KD arm and the sweep's point at the same T)
@@ -124,6 +125,7 @@ class Arm:
     teacher: Arm | None = None
     rows: DataView = Rows()
     seed: int = 0
+    shared: bool = False   # one model for every seed: `at` leaves it at its own seed
 
     def __post_init__(self) -> None:
         shared = sum(stage.epochs for stage in self.stages if stage.recipe is None)
@@ -132,7 +134,10 @@ class Arm:
                              f"recipe's {self.recipe.epochs}")
 
     def at(self, seed: int) -> Arm:
-        """The same arm (and its teachers) at `seed`."""
+        """The same arm (and its teachers) at `seed`; a shared arm stays at its own seed, so every seed's students
+        learn from one teacher."""
+        if self.shared:
+            return self
         return replace(self, seed=seed, teacher=None if self.teacher is None else self.teacher.at(seed))
 
     def key(self) -> dict[str, Any]:

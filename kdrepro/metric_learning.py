@@ -53,15 +53,17 @@ class Embedder:
 def held_out_classes(data: Data, train_classes: Sequence[int]) -> Data:
     """Metric learning's view of a labelled dataset (Park et al. 2019, section 4.1): the training images of
     `train_classes` alone, and the validation and test images of every other class, on which Recall@K is
-    measured, so the embedding is judged on classes it never saw. Its name says which classes train (the name
-    is in the data's cache key)."""
+    measured, so the embedding is judged on classes it never saw; a pool that seeds draw their training images
+    from (`Data.for_seed`) keeps the training classes alone too. Its name says which classes train (the name is in
+    the data's cache key)."""
     seen = torch.tensor(list(train_classes))
 
     def keep(split: Split, trained: bool) -> Split:
         return split.subset((torch.isin(split.y, seen.to(split.y.device)) == trained).nonzero(as_tuple=True)[0])
 
     return replace(data, name=f"{data.name}, trained on classes {class_ranges(train_classes)}",
-                   train=keep(data.train, True), val=keep(data.val, False), test=keep(data.test, False))
+                   train=keep(data.train, True), val=keep(data.val, False), test=keep(data.test, False),
+                   pool=None if data.pool is None else keep(data.pool, True))
 
 
 def class_ranges(classes: Sequence[int]) -> str:

@@ -27,7 +27,7 @@ from kdrepro.models import count_parameters
 from kdrepro.results import measured_on
 from kdrepro.seq2seq import PAD, Seq2Seq, beam_search, greedy, strip
 from kdrepro.train import Recipe
-from kdrepro.translation import Sentence, TranslationData, Vocabulary, closest_by_bleu, corpus_bleu
+from kdrepro.translation import Parallel, Sentence, TranslationData, Vocabulary, closest_by_bleu, corpus_bleu
 
 
 @dataclass(frozen=True)
@@ -188,21 +188,31 @@ class BleuAndSpeed(Measure):
     """The test set translated at each of `beams` (1: greedy), in batches of `batch_size` sources: corpus BLEU
     against every reference of a source (sacrebleu, its signature kept), and the tokens produced per second (EOS
     counted). A speed depends on the machine, so the record keeps where and when it was measured
-    ("speed_measured_on"): read back from the cache by a later run, it still says so."""
+    ("speed_measured_on"): read back from the cache by a later run, it still says so. The validation set is
+    translated at each of `val_beams` for its BLEU alone ("val_bleu_beamB"), where choices and preconditions are
+    judged."""
 
     beams: tuple[int, ...]
     max_len: int
     batch_size: int = 500
+    val_beams: tuple[int, ...] = ()
 
     def __call__(self, model: nn.Module, data: TranslationTask) -> dict[str, Any]:
         test = data.corpus.test
-        sources = data.corpus.sources(test).to(next(model.parameters()).device)
         result = {"parameters": count_parameters(model), "speed_measured_on": measured_on()}
         for beam in self.beams:
             started = time.perf_counter()
-            ids = translate(model, sources, beam, self.max_len, self.batch_size)
+            ids = self.translated(model, data, test, beam)
             seconds = time.perf_counter() - started
             hypotheses = [data.target_vocab.decode(i) for i in ids]
             result[f"bleu_beam{beam}"], result["bleu_signature"] = corpus_bleu(hypotheses, test.references)
             result[f"tokens_per_s_beam{beam}"] = sum(len(i) + 1 for i in ids) / seconds
+        val = data.corpus.val
+        for beam in self.val_beams:
+            hypotheses = [data.target_vocab.decode(i) for i in self.translated(model, data, val, beam)]
+            result[f"val_bleu_beam{beam}"] = corpus_bleu(hypotheses, val.references)[0]
         return result
+
+    def translated(self, model: nn.Module, data: TranslationTask, part: Parallel, beam: int) -> list[list[int]]:
+        sources = data.corpus.sources(part).to(next(model.parameters()).device)
+        return translate(model, sources, beam, self.max_len, self.batch_size)

@@ -39,6 +39,7 @@ ONE_FIELD_CHANGED = {
     "teacher": dataclasses.replace(TEACHER, recipe=dataclasses.replace(RECIPE, epochs=3)),
     "rows": Rows(fraction=0.5),
     "seed": 1,
+    "shared": True,
 }
 
 
@@ -59,6 +60,12 @@ def test_the_name_is_not_in_the_key_and_the_objective_type_is():
 def test_at_moves_an_arm_and_its_teacher_to_another_seed():
     moved = KD.at(3)
     assert moved.seed == 3 and moved.teacher.seed == 3 and KD.seed == 0
+
+
+def test_at_leaves_a_shared_teacher_at_its_own_seed_while_its_student_moves():
+    shared = dataclasses.replace(TEACHER, seed=7, shared=True)
+    moved = dataclasses.replace(KD, teacher=shared).at(3)
+    assert moved.seed == 3 and moved.teacher is shared and shared.at(3).seed == 7
 
 
 def test_hintons_omitted_class_teacher_record_holds_the_class(monkeypatch, isolated):

@@ -1,6 +1,8 @@
 """Metric learning (kdrepro.metric_learning): the triplet loss and its objective, class-balanced batches, the
 embedding network and its spec, the view on classes never trained on, and Recall@K."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -134,6 +136,15 @@ def test_the_held_out_view_trains_on_some_classes_and_measures_the_others():
     assert torch.equal(view.train.x, data.train.x[data.train.y % 2 == 0])
     assert view.classes == data.classes and view.name == "toy, trained on classes 0, 2"
     assert view.key() != held_out_classes(data, (1, 3)).key()  # as many images, other classes: another key
+
+
+def test_the_held_out_view_draws_each_seeds_training_images_from_the_training_classes_alone():
+    data = toy_data()
+    pooled = replace(data, train=data.train.subset(torch.arange(4)), pool=data.train)  # 4 of 20 drawn per seed
+    view = held_out_classes(pooled, (0, 2))
+    assert view.pool.y.unique().tolist() == [0, 2] and len(view.pool) == 10
+    for seed in range(5):
+        assert set(view.for_seed(seed).train.y.tolist()) <= {0, 2}
 
 
 def test_class_ranges_write_each_run_of_consecutive_classes_as_a_range():

@@ -6,7 +6,7 @@ import torch
 
 from kdrepro.results import measured_on
 from kdrepro.seq2seq import EOS, PAD, Seq2SeqNet, greedy, strip
-from kdrepro.translation import generate
+from kdrepro.translation import corpus_bleu, generate
 from kdrepro.translation_task import (BleuAndSpeed, SeqInterTargets, SeqKDTargets, TeacherTranslations,
                                       TranslationTask, chunks, translate, weights_digest)
 
@@ -104,6 +104,16 @@ def test_bleu_and_speed_measure_every_beam_and_say_where_the_speeds_were_measure
     assert record["speed_measured_on"] == measured_on() and "nrefs:2" in record["bleu_signature"]
     assert record["parameters"] == sum(p.numel() for p in model.parameters())
     assert all(0 <= record[f"bleu_beam{b}"] <= 100 and record[f"tokens_per_s_beam{b}"] > 0 for b in (1, 3))
+
+
+def test_bleu_and_speed_score_the_validation_sources_against_their_references_at_the_validation_beams():
+    model, val = teacher(), TASK.corpus.val
+    record = BleuAndSpeed(beams=(1,), max_len=6, val_beams=(1, 3))(model, TASK)
+    for beam in (1, 3):
+        ids = translate(model, TASK.corpus.sources(val), beam, max_len=6)
+        expected = corpus_bleu([TASK.target_vocab.decode(i) for i in ids], val.references)[0]
+        assert record[f"val_bleu_beam{beam}"] == expected
+    assert "tokens_per_s_beam3" not in record and "val_bleu_beam1" not in BleuAndSpeed((1,), 6)(model, TASK)
 
 
 def test_translate_is_greedy_at_beam_one_in_any_chunk_size():
