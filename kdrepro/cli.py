@@ -24,6 +24,7 @@ from kdrepro.data import DatasetNotFoundError
 from kdrepro.experiment import device_name, profile_variable
 from kdrepro.locks import Locked, held
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
+from kdrepro.pilot import PILOT_SEEDS, pilot
 from kdrepro.plan import has_runs, print_plan
 from kdrepro.processes import Command, run_processes, thread_environment
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
@@ -233,6 +234,17 @@ def parse_papers(text: str | None) -> list[str]:
     return names
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 100,101,102` as distinct integers, at least two (a pilot measures the spread of paired gains)."""
+    try:
+        seeds = tuple(dict.fromkeys(int(seed) for seed in text.split(",") if seed.strip()))
+    except ValueError:
+        raise SystemExit(f"error: --seeds {text!r}: give comma-separated integers, e.g. 100,101,102") from None
+    if len(seeds) < 2:
+        raise SystemExit(f"error: --seeds {text!r}: a pilot needs at least two seeds (the SD of paired gains)")
+    return seeds
+
+
 def check_profile(paper_ids: list[str], profile: str) -> None:
     """Stop before anything is written when a paper lacks the profile (a mistyped name would create a folder)."""
     for paper_id in paper_ids:
@@ -254,7 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     work.add_argument("--workers", type=int, default=1, help="workers at once (default 1)")
     work.add_argument("--partition", help="the SLURM partition (default: the cluster's)")
     work.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report them")
-    for sub in (plan, work):
+    sizing = commands.add_parser("pilot", help="size a protocol: the papers' runs at pilot seeds, each claim's "
+                                 "validation gain, SD, MDE at the committed seeds and seeds needed")
+    sizing.add_argument("--seeds", default=",".join(map(str, PILOT_SEEDS)),
+                        help="comma-separated pilot seeds, none of them committed (default %(default)s)")
+    for sub in (plan, work, sizing):
         sub.add_argument("--papers", help="comma-separated paper ids (default: all)")
         sub.add_argument("--device", default="auto", help="auto, cpu or cuda: the device the runs train on, part "
                          "of their keys (slurm: the profile's resources decide)")
@@ -266,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     repro.add_argument("--jobs", type=int, default=1,
                        help="papers run at once, each in its own process with cores / jobs threads (default 1)")
     report = commands.add_parser("report", help="rebuild the summary from results/")
-    for sub in (plan, work, run, repro, report):
+    for sub in (plan, work, sizing, run, repro, report):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
     try:
@@ -297,6 +313,14 @@ def dispatch(args: argparse.Namespace) -> None:
                 work_command(papers, args)
         except DatasetNotFoundError as error:   # the plan reads every dataset its runs are keyed by
             raise SystemExit(f"error: {error}") from None
+    elif args.command == "pilot":
+        seeds = parse_seeds(args.seeds)
+        for paper_id in papers:
+            try:
+                with profile_variable(args.profile):
+                    pilot(experiments.module(paper_id), args.profile, seeds, args.device)
+            except (ValueError, DatasetNotFoundError) as error:
+                raise SystemExit(f"error: {paper_id}: {error}") from None
     elif args.command == "run":
         try:
             run_paper(papers[0], args.profile)
