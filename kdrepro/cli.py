@@ -18,18 +18,18 @@ from typing import Iterator
 import torch
 
 from kdrepro import experiments
-from kdrepro.cache import key_digest
+from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import REPRODUCED
 from kdrepro.data import DatasetNotFoundError
 from kdrepro.experiment import device_name, profile_variable
 from kdrepro.locks import Locked, held
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
 from kdrepro.pilot import PILOT_SEEDS, pilot
-from kdrepro.plan import has_runs, print_plan
+from kdrepro.plan import has_runs, plan, print_plan
 from kdrepro.processes import Command, run_processes, thread_environment
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
 from kdrepro.results import atomic_write_text
-from kdrepro.work import work_in_processes
+from kdrepro.work import seconds_by_paper, work_in_processes
 
 # The longest path a Unix socket may have: 107 bytes on Linux, 103 on macOS (sun_path less its final NUL)
 MAX_SOCKET_PATH = 103
@@ -197,7 +197,7 @@ def train_runs(paper_ids: list[str], profile: str, jobs: int) -> None:
 
 
 def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) -> None:
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.time()
     todo = []
     for paper_id in paper_ids:
         if is_done(paper_id, profile) and not force:
@@ -205,6 +205,7 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
                   flush=True)
         else:
             todo.append(paper_id)
+    pending, listed = pending_runs(todo, profile)
     train_runs(todo, profile, jobs)
     if jobs > 1 and len(todo) > 1:
         print(f"reproduce: {len(todo)} papers, {jobs} at a time, longest first", flush=True)
@@ -213,10 +214,38 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
         failed = run_in_turn(todo, profile)
     summary = build_summary(profile)
     counts = claim_counts(profile)
-    print(f"reproduce: {time.perf_counter() - started:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
+    wall = time.perf_counter() - started
+    if todo and not failed:
+        record_reproduce(profile, todo, jobs, wall, since, cold=pending == listed)
+    print(f"reproduce: {wall:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
           f"claims reproduced; summary in {summary}")
     if failed:
         raise SystemExit(f"error: {', '.join(failed)} failed (see their output above); rerun to retry them")
+
+
+def pending_runs(paper_ids: list[str], profile: str) -> tuple[int, int]:
+    """How many of the papers' listed runs are not cached yet, and how many there are (on this machine's device).
+    A paper whose dataset is missing is left out: its notebook says what to do."""
+    records = set()
+    for paper_id in paper_ids:
+        try:
+            records |= {entry.record for entry in plan([paper_id], profile, torch.device(device_name("auto")).type)}
+        except DatasetNotFoundError:
+            continue
+    return sum(not record.exists() for record in records), len(records)
+
+
+def record_reproduce(profile: str, paper_ids: list[str], jobs: int, wall: float, since: float, cold: bool) -> None:
+    """results/<profile>/reproduce.json: how long this reproduce took, whether it began from a cold cache, and per
+    paper the seconds the workers spent on its runs (one thread each in `cpu`) and its notebook's render time;
+    `make bench` holds them against the budgets."""
+    worked = seconds_by_paper(Cache(), since)
+    papers = {paper_id: {"runs_seconds": round(worked.get(paper_id, 0.0), 1),
+                         "render_seconds": (load_provenance(profile, paper_id) or {}).get("wall_seconds")}
+              for paper_id in paper_ids}
+    record = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 1), "jobs": jobs,
+              "cold": cold, "every_paper": sorted(paper_ids) == sorted(experiments.PAPERS), "papers": papers}
+    atomic_write_text(results_dir() / profile / "reproduce.json", json.dumps(record, indent=1))
 
 
 def parse_papers(text: str | None) -> list[str]:
@@ -258,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kdrepro", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="papers, their notebooks and profiles")
-    plan = commands.add_parser("plan", help="every run of the papers with its cache key and state (cached, "
+    listing = commands.add_parser("plan", help="every run of the papers with its cache key and state (cached, "
                                "running, pending), teachers first; trains nothing")
     work = commands.add_parser("work", help="train the pending runs into the cache, each once, teachers first")
     work.add_argument("--executor", choices=("local", "slurm"), default="local",
@@ -270,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "validation gain, SD, MDE at the committed seeds and seeds needed")
     sizing.add_argument("--seeds", default=",".join(map(str, PILOT_SEEDS)),
                         help="comma-separated pilot seeds, none of them committed (default %(default)s)")
-    for sub in (plan, work, sizing):
+    for sub in (listing, work, sizing):
         sub.add_argument("--papers", help="comma-separated paper ids (default: all)")
         sub.add_argument("--device", default="auto", help="auto, cpu or cuda: the device the runs train on, part "
                          "of their keys (slurm: the profile's resources decide)")
@@ -282,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     repro.add_argument("--jobs", type=int, default=1,
                        help="papers run at once, each in its own process with cores / jobs threads (default 1)")
     report = commands.add_parser("report", help="rebuild the summary from results/")
-    for sub in (plan, work, sizing, run, repro, report):
+    for sub in (listing, work, sizing, run, repro, report):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
     try:

@@ -11,10 +11,12 @@ process.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import torch
 
@@ -109,21 +111,41 @@ def work(paper_ids: list[str], profile: str, device: str = "auto", poll_seconds:
                 except Locked:            # another worker took it meanwhile: looked at again later
                     todo.append(entry)
                     continue
-                if not entry.record.exists() and not run_once(papers, entry, len(todo)):
+                if not entry.record.exists() and not run_once(papers, entry, len(todo), cache):
                     failed.append(entry.label)
     return failed
 
 
-def run_once(papers: Experiments, entry: Entry, left: int) -> bool:
-    """Run the entry, saying how it went; whether it succeeded."""
+def run_once(papers: Experiments, entry: Entry, left: int, cache: Cache) -> bool:
+    """Run the entry, saying how it went and keeping its seconds (`timings`); whether it succeeded."""
     began = time.perf_counter()
     try:
         papers.run(entry)
     except Exception as error:  # a run that fails must not stop the others; the notebook meets it again
         print(f"{entry.label}: FAILED: {error.__class__.__name__}: {error}", flush=True)
         return False
-    print(f"{entry.label}: done in {time.perf_counter() - began:.1f} s ({left} left)", flush=True)
+    seconds = time.perf_counter() - began
+    with open(timings(cache), "a") as log:  # one short line per write: workers' lines never interleave
+        log.write(json.dumps({"paper": entry.paper, "arm": entry.run.arm.name, "seed": entry.run.arm.seed,
+                              "seconds": round(seconds, 2), "finished": time.time()}) + "\n")
+    print(f"{entry.label}: done in {seconds:.1f} s ({left} left)", flush=True)
     return True
+
+
+def timings(cache: Cache) -> Path:
+    """Every run a worker trained and measured, a JSON line each, with its seconds (`reproduce` sums them)."""
+    return cache.root / "timings.jsonl"
+
+
+def seconds_by_paper(cache: Cache, since: float) -> dict[str, float]:
+    """The seconds workers spent on each paper's runs that finished after `since` (a time.time())."""
+    totals: dict[str, float] = {}
+    path = timings(cache)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        run = json.loads(line)
+        if run["finished"] >= since:
+            totals[run["paper"]] = totals.get(run["paper"], 0.0) + run["seconds"]
+    return totals
 
 
 def worker_command(paper_ids: list[str], profile: str, device: str) -> list[str]:

@@ -99,3 +99,40 @@ def test_a_throughput_row_gives_the_median_speed_up_and_its_bound():
     assert (row["speed-up"], row["bound"]) == ("**2.44x**", "2.75x")
     assert row["conventional (images/s)"] == f"{bench.EPOCHS * bench.IMAGES / 11:,.0f}"
     assert row["teacher parameters"] == "272,186"
+
+
+# --- the cpu budgets ----------------------------------------------------------------------------------------------
+
+def test_a_notebooks_cold_time_alone_is_its_runs_shared_by_two_workers_then_its_render():
+    assert bench.alone_on_two_cores({"runs_seconds": 500.0, "render_seconds": 30.0}) == 280.0
+    assert bench.alone_on_two_cores({"runs_seconds": 0.0, "render_seconds": None}) is None
+
+
+def test_the_budgets_table_holds_a_cold_reproduce_against_its_budgets(isolated, monkeypatch):
+    import json
+
+    from kdrepro import experiments
+    papers = {paper: {"runs_seconds": 600.0, "render_seconds": 20.0} for paper in experiments.PAPERS}
+    papers["hinton_kd"] = {"runs_seconds": 900.0, "render_seconds": 20.0}          # 470 s: over its 420
+    record = {"finished": "2026-11-29T23:00:00+0000", "wall_seconds": 1700.0, "jobs": 2, "cold": True,
+              "every_paper": True, "papers": papers}
+    (isolated / "results" / "cpu").mkdir(parents=True)
+    (isolated / "results" / "cpu" / "reproduce.json").write_text(json.dumps(record))
+    monkeypatch.setattr(bench, "warm_reproduce_seconds", lambda: 75.0)
+    title, rows, _ = bench.budgets()
+    by_what = {row["what"]: row for row in rows}
+    assert by_what["01_hinton_kd.ipynb"]["seconds"] == "470" and by_what["01_hinton_kd.ipynb"]["within"] == "**no**"
+    assert by_what["02_fitnets.ipynb"]["seconds"] == "320" and by_what["02_fitnets.ipynb"]["within"] == "yes"
+    assert by_what["`make reproduce`, cold"]["within"] == "yes"                    # 1700 s of 1800
+    assert by_what["`make reproduce`, warm"]["within"] == "**no**"                 # 75 s of 60
+
+
+def test_a_reproduce_that_began_warm_is_not_held_against_the_cold_budgets(isolated, monkeypatch):
+    import json
+    record = {"wall_seconds": 60.0, "cold": False, "every_paper": True,
+              "papers": {"hinton_kd": {"runs_seconds": 0.0, "render_seconds": 20.0}}}
+    (isolated / "results" / "cpu").mkdir(parents=True)
+    (isolated / "results" / "cpu" / "reproduce.json").write_text(json.dumps(record))
+    monkeypatch.setattr(bench, "warm_reproduce_seconds", lambda: None)
+    _, rows, _ = bench.budgets()
+    assert all(row["within"] == "not measured" for row in rows)

@@ -295,3 +295,21 @@ def test_reproduce_trains_the_papers_runs_before_it_renders_their_notebooks(tiny
     monkeypatch.setenv("KDREPRO_DEVICE", "cpu")
     cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd", "--jobs", "2"])
     assert seen == [{"cached"}]
+
+
+def test_a_reproduce_records_its_time_and_each_papers_runs_and_render_seconds(isolated):
+    import json
+
+    from kdrepro.cache import Cache
+    from kdrepro.cli import record_reproduce
+    from kdrepro.work import timings
+    Cache().root.mkdir(parents=True)
+    timings(Cache()).write_text(json.dumps({"paper": "fsp", "arm": "fsp", "seed": 0, "seconds": 4.25,
+                                            "finished": 1e12}) + "\n")
+    (isolated / "results" / "cpu" / "fsp").mkdir(parents=True)
+    (isolated / "results" / "cpu" / "fsp" / "provenance.json").write_text(json.dumps({"wall_seconds": 12.5}))
+    record_reproduce("cpu", ["fsp", "dml"], jobs=2, wall=99.0, since=1e11, cold=True)
+    record = json.loads((isolated / "results" / "cpu" / "reproduce.json").read_text())
+    assert record["papers"] == {"fsp": {"runs_seconds": 4.2, "render_seconds": 12.5},
+                                "dml": {"runs_seconds": 0.0, "render_seconds": None}}
+    assert record["cold"] and not record["every_paper"] and record["wall_seconds"] == 99.0 and record["jobs"] == 2

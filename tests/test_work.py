@@ -134,3 +134,18 @@ def test_the_runs_listed_are_every_run_the_smoke_notebook_makes(isolated, paper_
     filled = entries()
     cli.main(["run", paper_id, "--profile", "smoke"])
     assert entries() == filled
+
+
+def test_the_seconds_of_each_papers_runs_are_summed_from_the_workers_timings_since_a_time(isolated):
+    import json
+
+    from kdrepro.cache import Cache
+    from kdrepro.work import seconds_by_paper, timings
+    cache = Cache()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    lines = [{"paper": "fsp", "arm": "teacher", "seed": 0, "seconds": 10.5, "finished": 100.0},   # before: left out
+             {"paper": "fsp", "arm": "fsp", "seed": 0, "seconds": 2.0, "finished": 200.0},
+             {"paper": "fsp", "arm": "fsp", "seed": 1, "seconds": 3.5, "finished": 201.0},
+             {"paper": "dml", "arm": "dml_ab", "seed": 0, "seconds": 7.0, "finished": 202.0}]
+    timings(cache).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert seconds_by_paper(cache, since=150.0) == {"fsp": 5.5, "dml": 7.0}
