@@ -90,3 +90,16 @@ def test_the_arms_are_table_1s_columns_with_the_papers_weights():
 
 def test_every_claim_names_arms_the_notebook_runs():
     assert all({c.better, c.worse} <= set(at.WHAT) for c in at.CLAIMS)
+
+
+def test_the_cpu_teacher_is_four_times_the_students_width_with_maps_of_the_same_size_at_every_group():
+    from kdrepro.models import build
+    from kdrepro.taps import forward_with_features
+
+    pair = at.PROFILES["cpu"].pair
+    x = torch.zeros(2, 1, 14, 14)
+    names = [name for name, _ in at.GROUPS]
+    _, teacher = forward_with_features(build(pair.teacher, 10, 1), x, names)
+    _, student = forward_with_features(build(pair.student, 10, 1), x, names)
+    assert [teacher[n].shape[1] for n in names] == [16, 32, 64] and [student[n].shape[1] for n in names] == [4, 8, 16]
+    assert all(teacher[n].shape[2:] == student[n].shape[2:] for n in names)

@@ -6,13 +6,17 @@ import pandas as pd
 import pytest
 from tiny_profiles import use_tiny_cifar_profile
 
+import torch
+
 from kdrepro.arms import Stage
+from kdrepro.claims import Precondition
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import fitnets, vision
 from kdrepro.models import plain_cnn
 from kdrepro.objectives.feature import Hints, HintsWithLabels
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy
+from kdrepro.taps import forward_with_features
 
 
 @pytest.fixture
@@ -47,8 +51,9 @@ def test_the_fitnet_is_hints_then_the_kd_arms_objective_in_the_epochs_of_every_o
     p = fitnets.PROFILES["cpu"]
     arms = fitnets.arms(p)
     hints, kd = arms["fitnet"].objective
-    assert hints == Stage(Hints("relu6", "relu2", "relu", reduction="mean"), 5)
-    assert kd == Stage(arms["kd"].objective, 15) and arms["kd"].objective == ResponseKD(3.0, p.hard_weight)
+    assert hints == Stage(Hints("relu12", "relu2", "relu", reduction="mean"), 3)
+    assert kd == Stage(arms["kd"].objective, 7) and arms["kd"].objective == ResponseKD(3.0, p.hard_weight)
+    assert hints.epochs + kd.epochs == arms["kd"].recipe.epochs == arms["student"].recipe.epochs == 10
     assert {arm.recipe for name, arm in arms.items() if name != "teacher"} == {p.pair.student_recipe}
 
 
@@ -60,9 +65,29 @@ def test_every_student_starts_from_the_same_weights_and_learns_from_the_teacher_
     assert all(arm.teacher == arms["teacher"] for arm in students if arm.name != "student")
 
 
-def test_the_one_stage_variant_weighs_the_mean_squared_hint_by_100():
-    arms = fitnets.arms(fitnets.PROFILES["cpu"])
-    assert arms["fitnet_joint"].objective == HintsWithLabels("relu6", "relu2", 100.0, "relu", reduction="mean")
+def test_the_one_stage_variant_weighs_the_mean_squared_hint_by_100_and_runs_only_where_the_protocol_asks():
+    p = fitnets.PROFILES["cpu"]
+    assert "fitnet_joint" not in fitnets.arms(p)
+    arms = fitnets.arms(replace(p, joint_arm=True))
+    assert arms["fitnet_joint"].objective == HintsWithLabels("relu12", "relu2", 100.0, "relu", reduction="mean")
+
+
+def test_the_cpu_student_is_thin_and_deep_its_guided_layer_ends_its_middle_stage_at_the_hints_size():
+    p = fitnets.PROFILES["cpu"]
+    student = plain_cnn(p.pair.student["stages"], in_channels=1)
+    teacher = plain_cnn(p.pair.teacher["stages"], in_channels=1, batch_norm=True)
+    assert fitnets.layers(student) == 19 and fitnets.layers(teacher) == 4
+    x = torch.zeros(2, 1, 14, 14)
+    _, student_maps = forward_with_features(student, x, [p.hints.guided])
+    _, teacher_maps = forward_with_features(teacher, x, [p.hints.hint])
+    assert student_maps[p.hints.guided].shape == (2, 8, 7, 7) and teacher_maps[p.hints.hint].shape == (2, 64, 7, 7)
+
+
+def test_every_student_arm_clips_its_gradient_alike_and_the_scratch_student_must_trail_by_a_fifth():
+    p = fitnets.PROFILES["cpu"]
+    assert {arm.recipe.clip_grad_norm for name, arm in fitnets.arms(p).items() if name != "teacher"} == {5.0}
+    beats_scratch, beats_kd = fitnets.CLAIMS[:2]
+    assert beats_scratch.preconditions == beats_kd.preconditions == (Precondition("teacher", "student", 0.2),)
 
 
 def test_the_benchmark_names_each_arm_after_its_pair_and_distils_at_t4():
@@ -73,7 +98,7 @@ def test_the_benchmark_names_each_arm_after_its_pair_and_distils_at_t4():
 
 def test_hint_epochs_that_leave_a_stage_empty_are_refused():
     p = fitnets.PROFILES["cpu"]
-    with pytest.raises(ValueError, match="hint_epochs=20 must leave both stages at least one of the 20 epochs"):
+    with pytest.raises(ValueError, match="hint_epochs=10 must leave both stages at least one of the 10 epochs"):
         fitnets.arms(replace(p, hint_epochs=p.pair.student_recipe.epochs))
 
 
@@ -86,7 +111,6 @@ def test_every_claim_names_arms_the_notebook_runs():
 
 
 def test_kd_weights_keep_the_papers_ratio_of_label_and_soft_gradients():
-    import torch
     import torch.nn.functional as F
 
     from kdrepro.losses.response import hinton_loss

@@ -30,22 +30,40 @@ def test_every_claim_names_arms_the_notebook_runs():
     assert all({c.better, c.worse} <= set(arms) for c in fsp.CLAIMS)
 
 
-def test_the_students_share_their_start_and_stage_two_and_only_the_first_stage_differs():
+def test_the_small_students_share_their_start_and_count_stage_one_in_the_scratch_students_budget():
     p = fsp.PROFILES["cpu"]
     arms = fsp.arms(p)
     full = replace(p.student_recipe, validation_curve=True)
-    third = fsp.shortened(full, p.fraction)
-    assert all(arm.net == Net(p.student, "student") for name, arm in arms.items() if name != "teacher")
+    assert all(arms[name].net == Net(p.student, "student") for name in ("student", "fsp", "fitnets", "fsp_stage1"))
     assert arms["teacher"].net == Net(p.teacher, "teacher") and not arms["teacher"].recipe.validation_curve
-    assert (arms["student"].recipe, arms["student_third"].recipe) == (full, third)
-    assert (arms["student"].objective, arms["student_third"].objective) == (CrossEntropy(), CrossEntropy())
-    for name, first, recipe in (("fsp", FSP(p.pairs), full), ("fitnets", Hints(*p.hint), full),
-                                ("fsp_third", FSP(p.pairs), third)):
+    assert (arms["student"].recipe, arms["student"].objective) == (full, CrossEntropy())
+    for name, first in (("fsp", FSP(p.pairs)), ("fitnets", Hints(*p.hint))):
         stage1, stage2 = arms[name].stages
-        assert (stage1.objective, stage1.epochs, stage1.recipe) == (first, p.init_recipe.epochs, p.init_recipe)
-        assert (stage2.objective, stage2.epochs, stage2.recipe) == (CrossEntropy(), recipe.epochs, None)
-        assert arms[name].recipe == recipe and arms[name].teacher == arms["teacher"]
+        assert (stage1.objective, stage1.epochs, stage1.recipe) == (first, 2, p.init_recipe)
+        assert (stage2.objective, stage2.epochs, stage2.recipe) == (CrossEntropy(), 7, None)
+        assert arms[name].recipe == full and arms[name].teacher == arms["teacher"]
+    # 2 epochs of stage 1 and 7 of stage 2, batches of 64 both: the scratch student's 9 epochs of updates
+    assert p.init_recipe.batch_size == p.student_recipe.batch_size == 64 and full.epochs == 9
     assert (arms["fsp_stage1"].objective, arms["fsp_stage1"].recipe) == (FSP(p.pairs), p.init_recipe)
+
+
+def test_the_fast_arms_have_the_teachers_architecture_and_a_third_of_its_iterations_stage_one_counted():
+    p = fsp.PROFILES["cpu"]
+    arms = fsp.arms(p)
+    third = replace(p.teacher_recipe, epochs=3, validation_curve=True)   # 9 / 3
+    assert arms["student_third"] == replace(arms["student_third"], net=Net(p.teacher, "student"), recipe=third,
+                                            objective=CrossEntropy())
+    stage1, stage2 = arms["fsp_third"].stages
+    assert arms["fsp_third"].net == Net(p.teacher, "student") and arms["fsp_third"].recipe == third
+    assert (stage1.objective, stage1.epochs, stage1.recipe) == (FSP(p.pairs), 1, replace(p.init_recipe, epochs=1))
+    assert (stage2.objective, stage2.epochs) == (CrossEntropy(), 2)
+
+
+def test_a_stage_one_that_leaves_stage_two_no_epoch_is_refused():
+    p = fsp.PROFILES["cpu"]
+    with pytest.raises(ValueError, match="arm 'fsp': stage 1's 9 epochs must leave stage 2 at least one of the "
+                                         "budget's 9"):
+        fsp.arms(replace(p, init_recipe=replace(p.init_recipe, epochs=9)))
 
 
 @pytest.fixture
@@ -55,7 +73,8 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     short = Recipe(epochs=3, lr=0.05, schedule="step", milestones=(2,), crop_padding=4, flip=True)
     tiny = replace(paper, train_size=80, val_size=40, seeds=(0, 1),
                    teacher={"family": "resnet", "depth": 14, "channels": (4, 4, 8, 8)},
-                   student={"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}, teacher_recipe=short,
+                   student={"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)},
+                   teacher_recipe=replace(short, epochs=6, milestones=(4,)),
                    init_recipe=replace(short, epochs=1, milestones=()), student_recipe=short)
     return use_paper_profile(monkeypatch, fsp, tiny)
 
@@ -75,10 +94,10 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert set(runs.groupby("arm")["seed"].count()) == {2}
     assert runs["test_error"].between(0, 1).all() and runs["val_error"].between(0, 1).all()
     assert [len(c) for c in runs[runs["arm"] == "fsp_third"]["val_curve"]] == [1, 1]
-    assert [len(c) for c in runs[runs["arm"] == "fsp"]["val_curve"]] == [3, 3]
-    # stage 1 is one computation in every FSP arm of a seed: the same loss at every epoch
-    first_stages = [exp.histories(arms[name].at(0), data)[0].loss for name in ("fsp", "fsp_third", "fsp_stage1")]
-    assert first_stages[0] == first_stages[1] == first_stages[2]
+    assert [len(c) for c in runs[runs["arm"] == "fsp"]["val_curve"]] == [2, 2]   # 3 epochs, 1 of them stage 1
+    # stage 1 alone is the FSP arm's stage 1: the same loss at every epoch
+    first_stages = [exp.histories(arms[name].at(0), data)[0].loss for name in ("fsp", "fsp_stage1")]
+    assert first_stages[0] == first_stages[1]
     figures = {"curves": fsp.plot_curves(runs, fsp.steps_per_epoch(p, data)),
                "fsp_matrices": fsp.plot_fsp_matrices({"teacher": exp.train(arms["teacher"], data),
                                                       "student": exp.train(arms["fsp_stage1"], data)},

@@ -49,6 +49,7 @@ class Protocol:
     temperature: float = 3.0        # FitNets' tau
     soft_weight: float = 2.5        # FitNets' lambda, the mean of its linear decay from 4 to 1
     joint_weight: float = 100.0     # the one-stage variant's hint weight (CIFAR-100 code, mean squared error)
+    joint_arm: bool = True          # run the one-stage variant beside the pair (no claim needs it: an extra)
     benchmark: tuple[tuple[Pair, HintLayers], ...] = ()   # the CIFAR-100 benchmark's pairs, one-stage as it runs them
     benchmark_temperature: float = 4.0   # the benchmark's KD: T = 4, weight 0.1 on labels
     benchmark_hard_weight: float = 0.1
@@ -61,12 +62,15 @@ class Protocol:
         return 1 / (1 + self.soft_weight / self.temperature**2)
 
 
-CPU_PAIR = Pair("fitnets-fashion", "fashion_mnist", train_size=5000, val_size=5000, image_size=14,
+# the thin-deep student: 18 convolutions of 4 to 8 channels, no batch norm, hard to train by backprop in the budget
+THIN_DEEP = {"family": "plain_cnn", "stages": [[4] * 6, [8] * 6, [8] * 6]}
+CPU_PAIR = Pair("fitnets-fashion", "fashion_mnist", train_size=4000, val_size=5000, image_size=14,
                 teacher={"family": "plain_cnn", "stages": [[32], [64], [128]], "batch_norm": True},
-                student={"family": "plain_cnn", "stages": [[8, 8, 8], [16, 16, 16], [16, 16, 16]]},
-                teacher_recipe=Recipe(epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4),
-                # 0.05 sent the thin-deep student (no batch norm) to NaN in its first epoch; 0.02 for every arm
-                student_recipe=Recipe(epochs=20, batch_size=64, lr=0.02, weight_decay=5e-4))
+                student=THIN_DEEP,
+                teacher_recipe=Recipe(epochs=10, batch_size=64, lr=0.05, weight_decay=5e-4),
+                # 0.05 sent the thin-deep student (no batch norm) to NaN in its first epoch; 0.02 for every arm,
+                # and every student's gradient clipped at norm 5 (a diverged seed of the earlier protocol)
+                student_recipe=Recipe(epochs=10, batch_size=64, lr=0.02, weight_decay=5e-4, clip_grad_norm=5.0))
 
 # CIFAR-100 benchmark recipe (RepDistiller README): 240 epochs, SGD 0.05, x0.1 at 150/180/210, wd 5e-4, batch 64
 BENCHMARK_RECIPE = Recipe(epochs=240, batch_size=64, lr=0.05, schedule="step", milestones=(150, 180, 210),
@@ -82,8 +86,9 @@ PROFILES = {
     "smoke": Protocol(seeds=(0,), pair=replace(CPU_PAIR, train_size=600, val_size=200, test_size=500,
                                                teacher_recipe=replace(CPU_PAIR.teacher_recipe, epochs=1),
                                                student_recipe=replace(CPU_PAIR.student_recipe, epochs=2)),
-                      hints=HintLayers("relu2", "relu6", "relu"), hint_epochs=1),
-    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR, hints=HintLayers("relu2", "relu6", "relu"), hint_epochs=5),
+                      hints=HintLayers("relu2", "relu12", "relu"), hint_epochs=1, joint_arm=False),
+    "cpu": Protocol(seeds=(0, 1, 2), pair=CPU_PAIR, hints=HintLayers("relu2", "relu12", "relu"), hint_epochs=3,
+                    joint_arm=False),
     # CIFAR-10 as published: a wide 5-layer teacher (ReLU in place of maxout) and FitNet 1 (11 layers, thin)
     "paper": Protocol(seeds=(0, 1, 2), pair=Pair(
         "fitnets-cifar10", "cifar10", train_size=None, val_size=5000,
@@ -96,12 +101,17 @@ PROFILES = {
 
 # hints and KD can only pass on what the teacher does better than the thin-deep student (see kdrepro.claims)
 TEACHER_LEADS = (Precondition("teacher", "student"),)
+# hints address a student that backprop alone trains badly: from scratch it trails its teacher by at least a fifth
+# of its own error (the paper's MNIST student, 1.90% against the teacher's 0.55%, trails by seven tenths)
+HARD_FROM_SCRATCH = (Precondition("teacher", "student", lead=0.2),)
 MNIST = "MNIST test error %, Table 4"
 CLAIMS = [
-    Claim("The hint-trained thin-deep student beats the same student trained by backprop alone",
-          better="fitnet", worse="student", paper=(1.90, 0.51), source=MNIST, preconditions=TEACHER_LEADS),
-    Claim("The hint-trained student beats the same student trained by KD alone", better="fitnet", worse="kd",
-          paper=(0.65, 0.51), source=MNIST, preconditions=TEACHER_LEADS),
+    Claim("The hint-trained thin-deep student beats the same student trained by backprop alone, in as many updates "
+          "(hint updates counted)", better="fitnet", worse="student", paper=(1.90, 0.51), source=MNIST,
+          preconditions=HARD_FROM_SCRATCH),
+    Claim("The hint-trained student beats the same student trained by KD alone, in as many updates (hint updates "
+          "counted)", better="fitnet", worse="kd", paper=(0.65, 0.51), source=MNIST,
+          preconditions=HARD_FROM_SCRATCH),
     Claim("The hint-trained student approaches its wider teacher: within one point of test error, or better",
           better="fitnet", worse="teacher", margin=0.01, preconditions=TEACHER_LEADS),
     Claim("KD alone beats backprop for the thin-deep student (paper, MNIST: 1.9% -> 0.65%)",
@@ -116,15 +126,18 @@ def arms(p: Protocol) -> dict[str, Arm]:
     """Every arm of the paper's experiment, at seed 0 (`Arm.at` moves one to another seed). The FitNet's stage 1
     trains the layers up to the guided one and a regressor on hints alone (the hint loss averaged over elements,
     see DEPARTURES); its stage 2 is the KD arm's objective. The two stages share the recipe's epochs, so the FitNet
-    trains no longer than any other arm, and its KD stage starts from the hint-trained weights."""
+    trains no longer than any other arm (as many optimiser updates, the hint stage's counted), and its KD stage
+    starts from the hint-trained weights, on the KD arm's batch order (`train_arm`). The one-stage variant is an
+    extra, run where the protocol asks for it."""
     epochs = p.pair.student_recipe.epochs
     if not 0 < p.hint_epochs < epochs:
         raise ValueError(f"hint_epochs={p.hint_epochs} must leave both stages at least one of the {epochs} epochs")
     kd = ResponseKD(p.temperature, p.hard_weight)
     hints = Hints(p.hints.guided, p.hints.hint, p.hints.activation, reduction="mean")
+    joint = {"fitnet_joint": one_stage(p.hints, p.joint_weight)} if p.joint_arm else {}
     return vision.pair_arms(p.pair, {"kd": kd,
                                      "fitnet": (Stage(hints, p.hint_epochs), Stage(kd, epochs - p.hint_epochs)),
-                                     "fitnet_joint": one_stage(p.hints, p.joint_weight)})
+                                     **joint})
 
 
 def benchmark_arms(p: Protocol) -> list[tuple[Pair, list[Arm]]]:
@@ -215,19 +228,31 @@ def plot_size_and_error(runs: pd.DataFrame) -> plt.Figure:
 
 DEPARTURES = """
 - Data and scale (profile `cpu`): Fashion-MNIST at 14x14 pixels (each pixel the mean of a 2x2 block, a quarter of
-  the convolutions' cost), 5,000 training images, 20 epochs for every network. The teacher is a wide, shallow CNN
-  (3 convolutions of 32, 64, 128 channels, with batch norm); the student a thin, deep one (9 convolutions of 8 to
-  16 channels, no batch norm): about eight times fewer parameters. The paper's MNIST pair (Table 4) is the
-  closest in kind: a maxout teacher of ~361K parameters, a student of ~30K.
+  the convolutions' cost), 4,000 training images drawn per seed, 10 epochs for every network. The teacher is a
+  wide, shallow CNN (3 convolutions of 32, 64, 128 channels, with batch norm); the student a thin, deep one (18
+  convolutions of 4 to 8 channels, no batch norm). The paper's MNIST pair (Table 4) is the closest in kind: a
+  maxout teacher of ~361K parameters, a student of ~30K.
+- The student is thinner and deeper than the earlier protocol's (9 convolutions of 8 to 16 channels), which trained
+  fine from scratch (17.0% test error against the teacher's 13.8%), leaving hints nothing to fix. Hints are claimed
+  for students that backprop trains badly, so the claims against the scratch and KD students declare that
+  precondition: the thin-deep student from scratch trails the teacher by at least a fifth of its own error, on
+  validation data (at 20 epochs on 5,000 images, one validation seed: 21.8% error, training loss still 0.45).
+- 4,000 images and 10 epochs (from 5,000 and 20), and no one-stage variant in profile `cpu` (no claim reads it; it
+  stays in profile `paper`'s benchmark): they pay for the deeper student and for the seeds the pilot asked for.
 - ReLU instead of maxout units, global average pooling and one linear layer as the head; no batch normalisation in
   the thin-deep student (the paper predates it, and it would hide the optimisation difficulty hints address).
 - Optimiser: SGD with momentum 0.9, learning rate 0.02 with a cosine schedule, weight decay 5e-4, batch 64 (the
   paper: RMSProp, learning rate 0.005), the same for every student arm (0.05 for the teacher; at 0.05 the
-  thin-deep student's loss became NaN in its first epoch).
+  thin-deep student's loss became NaN in its first epoch). Every student arm's gradient is clipped at a global
+  norm of 5: in the earlier protocol one seed of the one-stage variant diverged (chance accuracy) and one KD seed
+  ended 3 points behind the others, both a step too large for a network without batch norm; the clip is the
+  same for every student arm, so no arm is favoured.
 - The hint loss is averaged over the hint's elements instead of summed as in eq. 3: the same minimiser, but a sum
   over the hint's 3,136 elements (64 x 7 x 7) needs an SGD learning rate thousands of times smaller (the paper's
   RMSProp is blind to that scale).
-- Budget: the FitNet's two stages share the other arms' epochs (5 of hints, 15 of KD), so no arm trains longer.
+- Budget: the FitNet's two stages share the other arms' epochs (3 of hints, 7 of KD, against the KD and scratch
+  students' 10): as many optimiser updates, the hint stage's counted, so no arm trains longer. The claims say so.
+  Both stages train on the arm's own stream: the KD stage sees the KD arm's batches in the KD arm's order.
 - KD (the KD arm and the FitNet's stage 2 alike): the paper's H(y, P_S) + lambda H(P_T^tau, P_S^tau) with tau = 3
   and lambda fixed at 2.5, the mean of its linear decay from 4 to 1, written in the package's T^2-scaled form:
   weight 1 / (1 + lambda / tau^2) = 0.78 on labels, 0.22 on tau^2 KL. The FitNet and KD arms differ by the
