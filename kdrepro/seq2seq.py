@@ -140,6 +140,39 @@ def greedy(model: Seq2Seq, src: Tensor, max_len: int) -> Tensor:
 
 
 @torch.no_grad()
+def sample(model: Seq2Seq, src: Tensor, max_len: int, temperature: float = 1.0,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Ancestral sampling, every source at once: y_t ~ softmax(log p(. | y_<t, x) / temperature), each row until it
+    draws EOS or has `max_len` words; (B, <= max_len) token ids, padding after a row's EOS.
+
+    The draws come from `generator` only (on the CPU or the model's device; never the global generator), so a run's
+    samples are its seed's. At temperature 1 this is the model's own distribution over outputs (the student's
+    "on-policy" outputs of Agarwal et al. 2024); padding and BOS are never drawn. Dropout is off while sampling and
+    the model's mode is restored after."""
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature} must be positive; greedy decoding is `greedy`")
+    was_training = model.training
+    model.eval()
+    encoded, state = model.encode(src)
+    previous = torch.full((len(src),), BOS, dtype=torch.long, device=src.device)
+    done = torch.zeros(len(src), dtype=torch.bool, device=src.device)
+    draw_on = src.device if generator is None else generator.device
+    words = []
+    for _ in range(max_len):
+        log_probs, state = model.step(previous, state, encoded)
+        # the Gumbel-max trick: argmax_k (log p_k / T + G_k), G_k = -log(-log U_k), is a draw from softmax(log p / T)
+        uniform = torch.rand(log_probs.shape, generator=generator, device=draw_on).to(src.device)
+        drawn = (log_probs / temperature - torch.log(-torch.log(uniform))).argmax(dim=-1)
+        previous = drawn.masked_fill(done, PAD)
+        words.append(previous)
+        done |= previous == EOS
+        if done.all():
+            break
+    model.train(was_training)
+    return torch.stack(words, dim=1)
+
+
+@torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, beam: int, max_len: int,
                 length_penalty: float = 0.0) -> tuple[Tensor, Tensor]:
     """The `beam` best hypotheses of every source, best first: tokens (B, beam, L) and scores (B, beam).

@@ -7,11 +7,13 @@ import torch
 from torch import nn
 
 from kdrepro.data import Batch
+from kdrepro.losses.sequence import generalized_jsd_loss
 from kdrepro.objectives import Context
-from kdrepro.objectives.sequence import WordKD
+from kdrepro.objectives.sequence import OnPolicyKD, WordKD
 from kdrepro.objectives.task import SequenceNLL
 from kdrepro.schemes import Teacher
-from kdrepro.seq2seq import PAD
+from kdrepro.seeds import generator
+from kdrepro.seq2seq import EOS, PAD, Seq2Seq, sample
 
 STUDENT = [0.1, 0.6, 0.3]   # p(. | prefix, x) at the one real position, over a vocabulary of three
 TEACHER = [0.1, 0.2, 0.7]   # q(. | prefix, x)
@@ -87,3 +89,56 @@ def test_word_kd_needs_a_teacher_and_sound_weights():
         WordKD(hard_weight=1.5)
     with pytest.raises(ValueError, match="temperature must be positive"):
         WordKD(hard_weight=0.5, temperature=0.0)
+
+
+# --- on-policy distillation (GKD, Agarwal et al. 2024) --------------------------------------------------------------
+
+def tiny_translator(seed: int, hidden: int = 8) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq(src_vocab=7, tgt_vocab=6, layers=1, hidden=hidden, embedding=6)
+
+
+SOURCES = Batch(torch.tensor([[4, 5, 6], [6, 4, PAD]]), torch.tensor([[4, EOS, PAD], [5, 4, EOS]]), torch.tensor([0, 1]))
+
+
+def test_on_fixed_targets_beta_zero_is_the_forward_kl_and_beta_one_the_reverse_kl_by_hand():
+    forward = 0.1 * math.log(0.1 / 0.1) + 0.2 * math.log(0.2 / 0.6) + 0.7 * math.log(0.7 / 0.3)
+    reverse = 0.1 * math.log(0.1 / 0.1) + 0.6 * math.log(0.6 / 0.2) + 0.3 * math.log(0.3 / 0.7)
+    for beta, expected in ((0.0, forward), (1.0, reverse)):
+        terms = OnPolicyKD(beta, on_policy=0.0).terms(FixedOutputs(STUDENT), BATCH, teacher_context())
+        assert list(terms) == ["gkd"] and terms["gkd"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_on_policy_grades_the_students_own_samples_in_one_teacher_forced_pass():
+    student, teacher = tiny_translator(0), tiny_translator(1, hidden=12)
+    objective = OnPolicyKD(beta=0.5, temperature=1.5, max_len=4)
+    terms = objective.terms(student, SOURCES, Context(teacher=Teacher(teacher, SOURCES.x), generator=generator(7, "o")))
+    drawn = sample(student, SOURCES.x, 4, 1.5, generator(7, "o"))   # the same stream: the same samples
+    expected = generalized_jsd_loss(student(SOURCES.x, drawn), teacher(SOURCES.x, drawn), drawn, beta=0.5)
+    assert terms["gkd"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_on_policy_trains_the_student_and_never_the_teacher():
+    student, teacher = tiny_translator(0), tiny_translator(1)
+    context = Context(teacher=Teacher(teacher, SOURCES.x), generator=generator(0, "o"))
+    OnPolicyKD(beta=1.0, max_len=4).terms(student, SOURCES, context)["gkd"].backward()
+    assert all(p.grad is not None for p in student.out.parameters()) and student.training
+    assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
+
+
+def test_the_mixed_objective_samples_about_lambda_of_the_batches():
+    objective, stream = OnPolicyKD(beta=0.5, on_policy=0.3), generator(0, "objective")
+    share = sum(objective.samples(stream) for _ in range(4000)) / 4000
+    assert share == pytest.approx(0.3, abs=0.03)   # four standard errors of a share of 0.3 over 4,000 draws
+    assert OnPolicyKD(beta=0.5, on_policy=1.0).samples(stream) and not OnPolicyKD(beta=0.5, on_policy=0.0).samples(stream)
+
+
+def test_on_policy_settings_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="beta=-0.1 must be in"):
+        OnPolicyKD(beta=-0.1)
+    with pytest.raises(ValueError, match="on_policy=1.2 is the share of batches"):
+        OnPolicyKD(beta=0.5, on_policy=1.2)
+    with pytest.raises(ValueError, match="temperature=0 must be positive"):
+        OnPolicyKD(beta=0.5, temperature=0)
+    with pytest.raises(ValueError, match="OnPolicyKD distils from a teacher"):
+        OnPolicyKD(beta=0.5).terms(tiny_translator(0), SOURCES, Context())

@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from kdrepro.data import Batch
 from kdrepro.losses.response import check_hinton_weights
-from kdrepro.losses.sequence import sequence_nll, word_kd_loss
+from kdrepro.losses.sequence import check_beta, generalized_jsd_loss, sequence_nll, word_kd_loss
 from kdrepro.objectives.base import Context, Objective
-from kdrepro.seq2seq import trim
+from kdrepro.seq2seq import sample, trim
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,44 @@ class WordKD(Objective):
         if self.hard_weight < 1:
             terms["word_kd"] = (1 - self.hard_weight) * word_kd_loss(logits, teacher_logits, batch.y, self.temperature)
         return terms
+
+
+@dataclass(frozen=True)
+class OnPolicyKD(Objective):
+    """Generalised KD (Agarwal et al. 2024, GKD, Algorithm 1): with probability `on_policy` (their lambda) a batch's
+    outputs are the student's own samples (temperature `temperature`, at most `max_len` words, drawn without a
+    gradient from the run's objective stream), else the batch's fixed targets (the arm's data view); then one
+    teacher-forced pass of the student and of the frozen teacher over those outputs, and the loss
+
+        L = D_JSD(beta)(p_T || p_S) at every token up to the first EOS, averaged over those tokens
+
+    (`losses.sequence.generalized_jsd_loss`: beta = 0 the forward KL, beta = 1 the reverse KL). No gradient flows
+    through the sampling, as in GKD. Term: {"gkd": ...}."""
+
+    beta: float
+    on_policy: float = 1.0
+    temperature: float = 1.0
+    max_len: int = 50
+
+    def __post_init__(self) -> None:
+        check_beta(self.beta)
+        if not 0 <= self.on_policy <= 1:
+            raise ValueError(f"on_policy={self.on_policy} is the share of batches the student samples: it must be in "
+                             "[0, 1] (1: every batch, 0: the fixed targets only)")
+        if not self.temperature > 0 or self.max_len < 1:
+            raise ValueError(f"temperature={self.temperature} must be positive and max_len={self.max_len} at least 1")
+
+    def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
+        teacher = context.require_teacher(self).model
+        batch = trim(batch)
+        outputs = sample(model, batch.x, self.max_len, self.temperature, context.generator) \
+            if self.samples(context.generator) else batch.y
+        with torch.no_grad():
+            teacher_logits = teacher(batch.x, outputs)
+        return {"gkd": generalized_jsd_loss(model(batch.x, outputs), teacher_logits, outputs, self.beta)}
+
+    def samples(self, generator: torch.Generator) -> bool:
+        """Whether this batch is on-policy: u ~ U(0, 1) <= lambda (GKD, Algorithm 1); no draw at lambda 0 or 1."""
+        if self.on_policy in (0, 1):
+            return self.on_policy == 1
+        return torch.rand((), generator=generator).item() <= self.on_policy
