@@ -70,6 +70,9 @@ METRICS = {
     "omitted_error": Metric("omitted-class error %", "omitted-class error, % points", 100, lower_is_better=True),
     "recall_at_1": Metric("Recall@1 %", "Recall@1, % points", 100, lower_is_better=False),
     "bleu": Metric("BLEU", "BLEU points", 1, lower_is_better=False),
+    "bleu_beam1": Metric("BLEU greedy", "BLEU points", 1, lower_is_better=False),
+    "bleu_beam5": Metric("BLEU beam 5", "BLEU points", 1, lower_is_better=False),
+    "bleu_drop_beam1": Metric("BLEU drop from short to long sources, greedy", "BLEU points", 1, lower_is_better=True),
     "noise_loss_rise": Metric("training-loss rise under weight noise", "loss rise", 1, lower_is_better=True,
                               digits=4),
 }

@@ -8,7 +8,8 @@ from types import ModuleType
 
 from kdrepro.paper import Paper
 
-MODULES = ("hinton_kd", "fitnets", "attention_transfer", "fsp", "rkd", "dml", "born_again", "seqkd")
+MODULES = ("hinton_kd", "fitnets", "attention_transfer", "fsp", "rkd", "dml", "born_again", "seqkd",
+           "on_policy")
 
 
 def module(paper_id: str) -> ModuleType:

@@ -1,0 +1,91 @@
+"""On-policy distillation (notebook 09) end to end on a tiny two-file corpus: the `paper` profile's code path; the
+arms it shares with notebook 08, and its cost-matched pair."""
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+from tiny_profiles import use_paper_profile, write_corpus
+
+from kdrepro.arms import train_arm
+from kdrepro.experiment import Experiment
+from kdrepro.experiments import on_policy, seqkd
+from kdrepro.objectives.sequence import OnPolicyKD
+
+STUDENTS = ("baseline", *on_policy.METHODS, *on_policy.COST_MATCHED)
+
+
+@pytest.fixture
+def tiny_paper_profile(monkeypatch, data_dir, isolated):
+    """08's and 09's `paper` profiles shrunk to a tiny WMT-like corpus, two seeds, two epochs."""
+    write_corpus(data_dir / "wmt14_en_de")
+    paper = seqkd.PROFILES["paper"]
+    use_paper_profile(monkeypatch, seqkd, replace(
+        paper, seeds=(0, 1), teacher=(1, 16), student=(1, 8), teacher_embedding=8, student_embedding=8,
+        recipe=replace(paper.recipe, epochs=2, batch_size=32), sweep_beams=(1, 5), max_len=14))
+    return use_paper_profile(monkeypatch, on_policy, replace(on_policy.PROFILES["paper"], seeds=(0, 1), epochs=2))
+
+
+def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
+    exp = Experiment(on_policy, "paper")
+    p, data = exp.protocol, on_policy.load(exp.protocol)
+    arms = on_policy.arms(p)
+    assert data.name == "wmt14_en_de" and len(data.train) == 48
+    on_policy.run_teacher(exp, arms["teacher"], data)
+    exp.run_arms([arms[name] for name in STUDENTS], data, on_policy.measure(p))
+    runs = exp.runs
+    assert runs.groupby("arm")["seed"].count().to_dict() == {name: 2 for name in ("teacher", *STUDENTS)}
+    assert runs[["bleu_beam1", "bleu_beam5", "val_bleu_beam1"]].stack().between(0, 100).all()
+    assert "bleu_drop_beam1" in runs and "bleu_beam1_len1-15" in runs
+    assert len(list((isolated / "cache" / "models").glob("*"))) > 0
+    table = on_policy.results_table(runs, p)
+    assert [row["arm"] for row in table] == ["teacher", *STUDENTS]
+    verdicts = exp.judge(on_policy.CLAIMS)
+    figures = {"bleu_by_length": on_policy.plot_bleu_by_length(runs, p),
+               "cost_matched": on_policy.plot_cost_matched(runs, p, on_policy.steps_per_epoch(p, data))}
+    folder = exp.save(table, verdicts, figures, notes=on_policy.DEPARTURES,
+                      extra_tables={"by length": on_policy.length_table(runs, p)})
+    assert folder == isolated / "results" / "paper" / "on_policy"
+    assert all((folder / "figures" / f"{name}.png").stat().st_size > 1000 for name in figures)
+    assert len(json.loads((folder / "claims.json").read_text())) == len(on_policy.CLAIMS)
+    assert len(pd.read_csv(folder / "runs.csv")) == len(runs) and (folder / "table2.csv").exists()
+
+
+def test_the_checkpoint_is_the_first_stage_of_both_cost_matched_arms(tiny_paper_profile):
+    p = on_policy.PROFILES["paper"]
+    data, arms = on_policy.load(p), on_policy.arms(p)
+    teacher = arms["teacher"].net.build(0, data)
+    train_arm(arms["teacher"], teacher, data, None)
+    checkpoint = arms["seq_kd_half"].net.build(0, data)
+    train_arm(arms["seq_kd_half"], checkpoint, data, teacher)
+    for name in ("seq_kd_more", "seq_kd_on_policy"):
+        arm = arms[name]
+        first_half = replace(arm, objective=arm.objective[:1], recipe=replace(arm.recipe, epochs=arm.stages[0].epochs))
+        model = arm.net.build(0, data)
+        train_arm(first_half, model, data, teacher)
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), checkpoint.parameters()))
+    assert isinstance(arms["seq_kd_on_policy"].stages[1].objective, OnPolicyKD)
+    assert [s.epochs for s in arms["seq_kd_more"].stages] == list(seqkd.halves(p.epochs))
+
+
+def test_the_students_of_08_are_08s_own_when_the_budgets_agree_and_share_08s_one_teacher():
+    p = on_policy.PROFILES["paper"]
+    assert p.epochs == seqkd.PROFILES["paper"].recipe.epochs
+    ours, theirs = on_policy.arms(p), seqkd.arms(seqkd.PROFILES["paper"])
+    assert all(ours[name].key() == theirs[name].key() for name in ("teacher", "baseline", "word_kd", "seq_kd"))
+    cpu = on_policy.arms(on_policy.PROFILES["cpu"])
+    assert cpu["teacher"].key() == seqkd.arms(seqkd.PROFILES["cpu"])["teacher"].key() and cpu["teacher"].shared
+    students = [cpu[name] for name in STUDENTS]
+    assert {arm.net for arm in students} == {cpu["baseline"].net}
+    assert {arm.teacher for arm in students[1:]} == {cpu["teacher"]}
+    assert {arm.recipe.epochs for arm in students if arm.name != "seq_kd_half"} == {on_policy.PROFILES["cpu"].epochs}
+
+
+def test_every_claim_names_arms_the_notebook_runs_with_a_metric_it_measures():
+    arms = on_policy.arms(on_policy.PROFILES["cpu"])
+    assert set(on_policy.arm_descriptions(on_policy.PROFILES["cpu"])) == set(arms)
+    assert all(c.better in arms and c.worse in arms for c in on_policy.CLAIMS)
+    assert {c.metric for c in on_policy.CLAIMS} <= {"bleu_beam1", "bleu_drop_beam1"}
+    assert on_policy.CLAIMS[0].better == on_policy.ON_POLICY and arms[on_policy.ON_POLICY].objective.beta == 1.0
