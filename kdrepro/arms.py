@@ -157,6 +157,8 @@ class Arm:
         objective = " then ".join(_stage(s) for s in self.objective) \
             if isinstance(self.objective, tuple) else _call(self.objective)
         parts = [f"{self.name}: {objective}", f"net {_call(self.net)}"]
+        if self.shared:
+            parts.append(f"one model for every seed, trained at seed {self.seed}")
         if self.teacher is not None:
             parts.append(f"teacher {self.teacher.name}")
         if self.rows != Rows():

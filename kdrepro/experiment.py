@@ -184,11 +184,15 @@ class Experiment:
 
     def run_arms(self, arms: list[Arm], data: Data, measure: Measure) -> None:
         """Each arm at every seed of the profile, its wiring printed first. Seeds outermost: a seed's teacher
-        serves all of that seed's students before the next seed's is trained."""
+        serves all of that seed's students before the next seed's is trained. A shared arm (one model for every
+        seed) is recorded at every seed too, so each seed's students are paired with it."""
         for arm in arms:
             print(arm.describe())
-        for run in at_seeds(arms, self.protocol.seeds, measure):
-            self.run(run.arm, data, run.measure)
+        for seed in self.protocol.seeds:
+            for arm in arms:
+                result = self.run(arm.at(seed), data, measure)
+                if arm.shared:
+                    self.record(arm.name, seed, result)
 
     def record(self, arm: str, seed: int, metrics: dict[str, Any]) -> None:
         """Add (or replace, when a cell runs again) the row of one arm at one seed."""

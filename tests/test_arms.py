@@ -66,6 +66,7 @@ def test_at_leaves_a_shared_teacher_at_its_own_seed_while_its_student_moves():
     shared = dataclasses.replace(TEACHER, seed=7, shared=True)
     moved = dataclasses.replace(KD, teacher=shared).at(3)
     assert moved.seed == 3 and moved.teacher is shared and shared.at(3).seed == 7
+    assert "one model for every seed, trained at seed 7" in shared.describe()
 
 
 def test_hintons_omitted_class_teacher_record_holds_the_class(monkeypatch, isolated):
@@ -103,6 +104,20 @@ def test_each_seeds_arms_train_and_are_measured_on_that_seeds_draw_and_its_teach
     assert all(torch.equal(y, draws[seed]) for _, seed, y in trained_on)
     assert all(torch.equal(y, draws[seed]) for seed, y in zip((0, 1), measured_on))
     assert not torch.equal(draws[0], draws[1])
+
+
+def test_run_arms_trains_a_shared_teacher_once_and_records_it_beside_each_seeds_student(monkeypatch, isolated):
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    exp = Experiment(hinton_kd, "smoke")
+    monkeypatch.setattr(exp, "protocol", dataclasses.replace(exp.protocol, seeds=(1, 2)))
+    shared = dataclasses.replace(TEACHER, seed=7, shared=True)
+    trained = []
+    monkeypatch.setattr("kdrepro.experiment.train_arm",
+                        lambda arm, model, drawn, teacher: trained.append((arm.name, arm.seed)) or [])
+    exp.run_arms([shared, dataclasses.replace(KD, teacher=shared)], toy_data(), lambda model, drawn: {"x": 1.0})
+    assert trained == [("teacher", 7), ("kd", 1), ("kd", 2)]
+    assert sorted(zip(exp.runs["arm"], exp.runs["seed"])) == [("kd", 1), ("kd", 2), ("teacher", 1), ("teacher", 2),
+                                                               ("teacher", 7)]
 
 
 # --- the code fingerprint -----------------------------------------------------------------------------------------

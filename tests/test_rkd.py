@@ -10,6 +10,7 @@ import torch
 from conftest import write_cifar
 from tiny_profiles import use_paper_profile, write_cub
 
+from kdrepro.arms import Rows
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import rkd
 from kdrepro.measures import Classification
@@ -17,7 +18,7 @@ from kdrepro.metric_learning import EmbeddingNet
 from kdrepro.models import build, count_parameters
 from kdrepro.objectives.relation import RKD, RKDWithKD
 from kdrepro.objectives.response import ResponseKD
-from kdrepro.objectives.task import Triplet
+from kdrepro.objectives.task import CrossEntropy, Triplet
 
 
 def test_every_claim_names_arms_the_notebook_runs():
@@ -37,15 +38,38 @@ def test_metric_students_share_their_start_and_batches_and_differ_in_objective_a
     teacher = arms["teacher"]
     assert (teacher.net.dim, teacher.net.normalize, teacher.objective) == (p.teacher_dim, True, Triplet(0.2, 4))
     assert {a.recipe for a in [teacher, *students]} == {p.metric_recipe}
+    assert {a.rows for a in students} == {Rows(fraction=0.25, same_steps=False)} and teacher.rows == Rows()
 
 
-def test_classification_students_share_their_start_and_rkd_adds_its_weights_to_kd():
+def test_one_teacher_per_task_serves_every_seed_and_is_listed_once():
     p = rkd.PROFILES["cpu"]
     arms = rkd.arms(p)
-    kd, kd_rkd = arms["kd"], arms["kd_rkd"]
-    assert kd.net == kd_rkd.net and kd.teacher == kd_rkd.teacher == arms["classifier_teacher"]
+    for teacher, student in (("teacher", "rkd_da"), ("classifier_teacher", "kd")):
+        assert arms[student].at(3).teacher == arms[teacher] and arms[teacher].seed == p.teacher_seed
+    names = [run.arm.name for run in rkd.runs(p)]
+    assert names.count("teacher") == names.count("classifier_teacher") == 1
+    assert names.count("rkd_da") == names.count("ce") == len(p.seeds) == 5
+
+
+def test_the_cpu_profile_trains_every_seeds_students_on_a_quarter_of_that_seeds_draw_of_training_classes():
+    p = rkd.PROFILES["cpu"]
+    data, classifier_data = rkd.load(p), rkd.load_classifier_data(p)
+    assert data.input_shape == classifier_data.input_shape == (1, 14, 14)
+    draws = [data.for_seed(seed).train.y for seed in (0, 1)]
+    assert all(set(y.tolist()) == {0, 1, 2, 3, 4} for y in draws) and len(draws[0]) == len(data.train)
+    rows = rkd.arms(p)["triplet"].rows
+    kept = [rows.select(y, seed) for seed, y in zip((0, 1), draws)]
+    assert [len(k) for k in kept] == [round(len(y) / 4) for y in draws] and not torch.equal(kept[0], kept[1])
+
+
+def test_classification_students_share_their_start_the_control_learns_alone_and_rkd_adds_to_kd():
+    p = rkd.PROFILES["cpu"]
+    arms = rkd.arms(p)
+    ce, kd, kd_rkd = arms["ce"], arms["kd"], arms["kd_rkd"]
+    assert ce.net == kd.net == kd_rkd.net and kd.teacher == kd_rkd.teacher == arms["classifier_teacher"]
+    assert ce.teacher is None and ce.objective == CrossEntropy() and ce.rows == kd.rows == kd_rkd.rows
     assert kd.objective == ResponseKD(4.0, 0.1) and kd_rkd.objective == RKDWithKD(4.0, 0.1, 25.0, 50.0)
-    assert kd.recipe == kd_rkd.recipe == arms["classifier_teacher"].recipe == p.classifier_recipe
+    assert ce.recipe == kd.recipe == kd_rkd.recipe == arms["classifier_teacher"].recipe == p.classifier_recipe
 
 
 # torchvision's counts (its model documentation): ResNet-18 11,689,512 and ResNet-50 25,557,032 parameters with

@@ -41,14 +41,17 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert data.name == "wmt14_en_de" and len(data.train) == 48 and exp.protocol.inter_beam == 35
     seqkd.run_arms(exp, list(seqkd.arms(exp.protocol).values()), data)
     runs = exp.runs
-    assert set(runs.groupby("arm")["seed"].count()) == {2}
+    assert set(runs.groupby("arm")["seed"].count()) == {2}  # the one teacher recorded beside each seed's students
     arms = runs[runs["arm"].isin(["teacher", *STUDENTS])]
-    assert len(arms) == 12 and arms[["bleu_beam1", "bleu_beam5"]].stack().between(0, 100).all()
+    assert len(arms) == 12 and arms[arms["arm"] == "teacher"]["bleu_beam1"].nunique() == 1 and arms[["bleu_beam1", "bleu_beam5", "val_bleu_beam1"]].stack().between(0, 100).all()
     assert (arms["tokens_per_s_beam5"] > 0).all() and "nrefs:1" in arms["bleu_signature"].iloc[0]
     greedy = runs[runs["arm"] == "seq_kd/greedy"].set_index("seed")["bleu"]
     assert greedy.to_dict() == arms[arms["arm"] == "seq_kd"].set_index("seed")["bleu_beam1"].to_dict()
-    # per seed, the Seq-KD and the Seq-Inter translations, each made once and shared by every arm that uses them
-    assert len(list((isolated / "cache" / "runs").glob("teacher-translations-*.json"))) == 4
+    teacher = arms[arms["arm"] == "teacher"].iloc[0]
+    assert runs[runs["arm"] == "teacher/beam5"].set_index("seed")["val_bleu"].to_dict() == {
+        0: teacher["val_bleu_beam5"], 1: teacher["val_bleu_beam5"]}
+    # the one teacher's Seq-KD and Seq-Inter translations, each made once and shared by every seed's students
+    assert len(list((isolated / "cache" / "runs").glob("teacher-translations-*.json"))) == 2
     table = seqkd.results_table(runs, exp.protocol)
     assert [row["arm"] for row in table] == ["teacher", *STUDENTS]
     assert table[0]["paper greedy / beam 5 (WMT14 En-De)"] == "17.7 / 19.5"
@@ -88,7 +91,7 @@ def test_all_three_trains_on_the_seq_kd_targets_then_with_word_kd_on_the_seq_int
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), by_hand.parameters()))
 
 
-def test_students_are_paired_and_each_seed_trains_its_own_teacher():
+def test_students_are_paired_and_every_seed_learns_from_one_teacher():
     p = seqkd.PROFILES["cpu"]
     arms = seqkd.arms(p)
     students = [arms[name] for name in STUDENTS]
@@ -97,7 +100,22 @@ def test_students_are_paired_and_each_seed_trains_its_own_teacher():
     assert sum(stage.epochs for stage in arms["seq_all"].stages) == p.recipe.epochs
     assert arms["baseline"].teacher is None and arms["baseline"].rows == Rows()
     assert {arm.teacher for arm in students[1:]} == {arms["teacher"]}
-    assert arms["seq_kd"].at(2).teacher.seed == 2
+    assert arms["seq_kd"].at(2).teacher == arms["teacher"] and arms["teacher"].seed == p.teacher_seed
+    runs = seqkd.runs(replace(p, seeds=(0, 1)))
+    assert [run.arm.name for run in runs] == ["teacher", *p.students, *p.students] and "seq_all" not in p.students
+
+
+def test_decodings_give_each_run_a_row_per_decoding_with_its_test_and_validation_bleu():
+    runs = pd.DataFrame([{"arm": "teacher", "seed": 3, "bleu_beam1": 50.0, "bleu_beam5": 52.0,
+                          "val_bleu_beam1": 40.0, "val_bleu_beam5": 41.0},
+                         {"arm": "seq_kd", "seed": 4, "bleu_beam1": 30.0, "bleu_beam5": 31.0,
+                          "val_bleu_beam1": 20.0, "val_bleu_beam5": 21.0},
+                         {"arm": "seq_kd/greedy", "seed": 4, "bleu": 30.0, "val_bleu": 20.0}])
+    rows = seqkd.decodings(runs, seqkd.PROFILES["smoke"]).set_index(["arm", "seed"])
+    assert rows.to_dict("index") == {("teacher/greedy", 3): {"bleu": 50.0, "val_bleu": 40.0},
+                                     ("teacher/beam5", 3): {"bleu": 52.0, "val_bleu": 41.0},
+                                     ("seq_kd/greedy", 4): {"bleu": 30.0, "val_bleu": 20.0},
+                                     ("seq_kd/beam5", 4): {"bleu": 31.0, "val_bleu": 21.0}}
 
 
 def test_a_one_epoch_budget_gives_each_stage_of_all_three_that_epoch():
