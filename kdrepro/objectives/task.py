@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from kdrepro.data import Batch, Split
 from kdrepro.losses.sequence import sequence_nll
+from kdrepro.losses.task import label_smoothing_loss
 from kdrepro.metric_learning import check_margin, class_balanced_batches, triplet_loss
 from kdrepro.objectives.base import Context, Objective
 from kdrepro.seq2seq import trim
@@ -23,6 +24,18 @@ class CrossEntropy(Objective):
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
         return {"ce": F.cross_entropy(model(batch.x), batch.y)}
+
+
+@dataclass(frozen=True)
+class LabelSmoothing(Objective):
+    """Training on smoothed labels, H(q, softmax(z)) with q = (1 - eps) onehot(y) + eps / K
+    (`losses.task.label_smoothing_loss`): a regulariser without a teacher, the control beside a distilled or
+    mutually trained student. Term: {"smoothed_ce": ...}."""
+
+    smoothing: float
+
+    def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
+        return {"smoothed_ce": label_smoothing_loss(model(batch.x), batch.y, self.smoothing)}
 
 
 @dataclass(frozen=True)
