@@ -101,6 +101,30 @@ class Precondition:
 
 
 @dataclass(frozen=True)
+class Fits:
+    """`arm` fits its training set: its training error ("train_error"), averaged over seeds, is at most `error`.
+    The regime a method is claimed to act in: a network that memorises its training images and overfits, which
+    mutual learning regularises (Zhang et al. 2018), or a teacher that passes on none of its own mistakes on them
+    (Furlanello et al. 2018)."""
+    arm: str
+    error: float = 0.01
+
+    def statement(self) -> str:
+        return f"{self.arm} fits its training set (training error at most {self.error:.0%})"
+
+    def check(self, runs: pd.DataFrame) -> dict[str, object]:
+        """The outcome, in `check_precondition`'s form: "lead" is the room left below the bound (negative when
+        the arm's training error exceeds it), "reading" its mean training error."""
+        rows = runs[runs["arm"] == self.arm]
+        if rows.empty or "train_error" not in rows or rows["train_error"].isna().any():
+            raise KeyError(f"precondition {self.statement()!r}: the runs of {self.arm!r} record no train_error; "
+                           "measure the arm with measures.TrainingError")
+        error = float(rows["train_error"].mean())
+        return {"precondition": self.statement(), "passed": bool(error <= self.error), "lead": self.error - error,
+                "needed": 0.0, "checked_on": "training split", "reading": f"training error {error:.2%}"}
+
+
+@dataclass(frozen=True)
 class Claim:
     statement: str
     better: str                 # the arm the claim is about
@@ -110,7 +134,7 @@ class Claim:
     margin: float = 0.0         # > 0: "approaches or beats": the arm may trail by up to margin, in the metric's units
     paper: tuple[float, float] | None = None  # the paper's (worse, better), in the metric's direction (error, not
     source: str = ""                          # accuracy): its effect, for the SESOI; `source` says where from
-    preconditions: tuple[Precondition, ...] = ()
+    preconditions: tuple[Precondition | Fits, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -160,7 +184,7 @@ class Recovers:
     lower_is_better: bool = True
     paper_share: float | None = None  # the share the paper recovered, for the SESOI
     source: str = ""
-    preconditions: tuple[Precondition, ...] = ()
+    preconditions: tuple[Precondition | Fits, ...] = ()
 
     kind = "recovers"
 
@@ -211,7 +235,7 @@ class Alike:
     margin: float               # "alike": the true mean difference lies within +-margin, in the metric's units
     metric: str = "test_error"
     lower_is_better: bool = True
-    preconditions: tuple[Precondition, ...] = ()
+    preconditions: tuple[Precondition | Fits, ...] = ()
 
     kind = "alike"
 
@@ -401,8 +425,11 @@ def paper_relative_effect(paper: tuple[float, float] | None, lower_is_better: bo
                       f"of our compared arm's mean")
 
 
-def check_precondition(precondition: Precondition, claim: AnyClaim, runs: pd.DataFrame) -> dict[str, object]:
-    """The lead of `better` over `worse` on validation data (on test data, said so, where the runs lack it)."""
+def check_precondition(precondition: Precondition | Fits, claim: AnyClaim, runs: pd.DataFrame) -> dict[str, object]:
+    """The lead of `better` over `worse` on validation data (on test data, said so, where the runs lack it); a
+    `Fits` reads the arm's training error."""
+    if isinstance(precondition, Fits):
+        return precondition.check(runs)
     arms = {"arm": precondition.better, "compared": precondition.worse}
     column, checked_on = validation_column(claim.metric), "validation"
     if column not in runs:
@@ -512,6 +539,8 @@ def sesoi_cell(v: Verdict) -> str:
 
 def precondition_text(outcome: dict[str, object], metric_name: str) -> str:
     held = "held" if outcome["passed"] else "failed"
+    if "reading" in outcome:
+        return f"{outcome['precondition']}: {outcome['reading']}, {held} ({outcome['checked_on']})"
     return (f"{outcome['precondition']}: {points(outcome['lead'], metric_name)} against "
             f"{points(outcome['needed'], metric_name, sign=False)} needed, {held} ({outcome['checked_on']})")
 
@@ -546,9 +575,10 @@ def discussion_item(v: Verdict) -> str:
     gain = f"{'difference' if v.kind == 'alike' else 'gain'} {gain_cell(v)} ({unit})"
     if v.verdict == NOT_TESTABLE:
         failed = [o for o in v.preconditions if not o["passed"]]
+        needs = ("" if "reading" in failed[0] else f" (a teacher that leads its student by "
+                 f"{points(failed[0]['needed'], v.metric, sign=False)} ({unit}) or more)")
         return (f"**{v.statement}**: not testable here: {'; '.join(precondition_text(o, v.metric) for o in failed)}. "
-                f"The {gain} is no evidence either way until a setup meets the precondition (a teacher that leads "
-                f"its student by {points(failed[0]['needed'], v.metric, sign=False)} ({unit}) or more).")
+                f"The {gain} is no evidence either way until a setup meets the precondition{needs}.")
     if v.verdict == NOT_REPRODUCED:
         limit = (f"beyond the margin ±{points(v.sesoi, v.metric, sign=False)}" if v.kind == "alike"
                  else f"below the SESOI of {points(v.sesoi, v.metric)} ({v.sesoi_reason})")

@@ -12,6 +12,7 @@ from kdrepro.claims import (
     REPRODUCED,
     Alike,
     Claim,
+    Fits,
     Precondition,
     Recovers,
     benjamini_hochberg,
@@ -139,6 +140,27 @@ def test_a_failed_precondition_is_not_testable_and_left_out_of_holm():
     assert outcome["needed"] == pytest.approx(0.0102)
     assert tested.p_adjusted == tested.p_value  # Holm over the one claim tested
     assert "not testable here" in discussion([untestable])
+
+
+def test_a_network_that_fits_its_training_set_passes_and_one_that_does_not_makes_the_claim_untestable():
+    runs = runs_of(kd=[s - 0.03 for s in STUDENT], student=STUDENT)
+    runs["train_error"] = [0.0] * 5 + [0.004, 0.0, 0.006, 0.0, 0.0]   # kd's, then the student's: mean 0.002
+    fitted = judge(Claim("kd beats student", better="kd", worse="student", preconditions=(Fits("student"),)), runs)
+    outcome = fitted.preconditions[0]
+    assert outcome["passed"] is True and outcome["lead"] == pytest.approx(0.01 - 0.002)
+    assert fitted.verdict == REPRODUCED
+    assert "student fits its training set (training error at most 1%): training error 0.20%, held" in \
+        verdict_rows([fitted])[0]["notes"]
+    runs["train_error"] = [0.0] * 5 + [0.05] * 5
+    underfit = judge(Claim("kd beats student", better="kd", worse="student", preconditions=(Fits("student"),)), runs)
+    assert underfit.verdict == NOT_TESTABLE and underfit.preconditions[0]["lead"] == pytest.approx(-0.04)
+    assert "training error 5.00%, failed" in discussion([underfit])
+
+
+def test_fits_names_the_measure_when_the_runs_record_no_training_error():
+    with pytest.raises(KeyError, match="TrainingError"):
+        judge(Claim("kd beats student", better="kd", worse="student", preconditions=(Fits("student"),)),
+              runs_of(kd=STUDENT, student=STUDENT))
 
 
 def test_holm_within_the_paper_decides_the_verdict():
