@@ -32,7 +32,9 @@ PILOT_SEEDS = (100, 101, 102)
 
 
 def pilot_runs(module: ModuleType, profile: str, seeds: tuple[int, ...], device: str = "auto") -> pd.DataFrame:
-    """The paper's runs at `seeds` (through the cache, as its notebook runs them): one row per (arm, seed)."""
+    """The paper's runs at `seeds` (through the cache, as its notebook runs them): one row per (arm, seed). A
+    shared arm (one model for every seed, a paper's one teacher) is recorded at every pilot seed, as the notebook
+    records it at every committed seed, so each seed's students are paired with it."""
     protocol = module.PROFILES[profile]
     committed = sorted(set(seeds) & set(protocol.seeds))
     if committed:
@@ -43,7 +45,12 @@ def pilot_runs(module: ModuleType, profile: str, seeds: tuple[int, ...], device:
     exp = Experiment(module, profile, device)
     data = datasets(module, pilot)
     for run in module.runs(pilot):
-        execute(exp, run, data[run.data])
+        if run.measure is None:
+            execute(exp, run, data[run.data])
+            continue
+        result = exp.run(run.arm, data[run.data], run.measure)
+        for seed in seeds if run.arm.shared else ():
+            exp.record(run.arm.name, seed, result)
     return exp.runs
 
 

@@ -54,3 +54,22 @@ def test_the_pilot_command_writes_a_row_per_claim(tiny_fashion_mnist, monkeypatc
     table = pd.read_csv(tiny_fashion_mnist / "results" / "smoke" / "pilots" / "hinton_kd.csv")
     assert list(table["claim"]) == [claim.statement for claim in hinton_kd.CLAIMS]
     assert (table["pilot_seeds"] == 2).all() and (table["committed_seeds"] == 1).all()
+
+
+def test_a_shared_teacher_is_recorded_at_every_pilot_seed_so_its_students_pair_with_it(isolated, monkeypatch):
+    import dataclasses
+    import types
+
+    from test_arms import KD, TEACHER, toy_data
+
+    from kdrepro.experiment import Run
+    from kdrepro.measures import Classification
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    teacher = dataclasses.replace(TEACHER, shared=True)
+    student = dataclasses.replace(KD, teacher=teacher)
+    paper = types.SimpleNamespace(
+        PAPER=hinton_kd.PAPER, PROFILES={"smoke": hinton_kd.PROFILES["smoke"]}, load=lambda p: toy_data(),
+        runs=lambda p: [Run(arm.at(seed), Classification()) for seed in p.seeds for arm in (teacher, student)])
+    runs = pilot_runs(paper, "smoke", (100, 101))
+    assert sorted(zip(runs["arm"], runs["seed"])) == [("kd", 100), ("kd", 101), ("teacher", 0), ("teacher", 100),
+                                                      ("teacher", 101)]
