@@ -17,9 +17,10 @@ a margin has the margin as its SESOI: the gain must stay above -margin for "appr
 +-margin for "alike".
 
 Verdicts, in this order:
-- not testable here: a precondition failed. Each is a lead of one arm over another (a teacher over its student) of
-  at least 5% of the other's value, the default SESOI, checked on validation data; runs without validation metrics
-  are checked on test data, and the row says so.
+- not testable here: a precondition failed. A `Precondition` is a lead of one arm over another (a teacher over its
+  student) of at least 5% of the other's value, the default SESOI, checked on validation data; runs without
+  validation metrics are checked on test data, and the row says so. A `Fits` asks that an arm fit its training
+  set (its training error at most a bound): the regime a method is claimed to act in.
 - reproduced: p, Holm-adjusted over the paper's testable claims, below 0.05;
 - not reproduced: the one-sided 95% upper bound of the gain lies below the SESOI (for "alike": a one-sided bound
   of the difference lies beyond the margin), so an effect as large as the one that mattered is ruled out;

@@ -183,10 +183,11 @@ class PeerMean(Measure):
 
 @dataclass(frozen=True)
 class WeightNoise(Measure):
-    """`Classification`, plus the probe of a minimum's width (Zhang et al. 2018, section 4.4): the rise of the
-    training loss on the first `images` training images when every weight gets Gaussian noise of std sigma, for
-    each of `sigmas` ("noise_loss_rises"), and at `sigma`, the one a claim reads ("noise_loss_rise"). The noise is
-    drawn from the run's seed: models measured at one seed see the same noise (their comparison is paired)."""
+    """`TrainingError` (whether the network fits its training set), plus the probe of a minimum's width (Zhang et
+    al. 2018, section 4.4): the rise of the training loss on the first `images` training images when every weight
+    gets Gaussian noise of std sigma, for each of `sigmas` ("noise_loss_rises"), and at `sigma`, the one a claim
+    reads ("noise_loss_rise"). The noise is drawn from the run's seed: models measured at one seed see the same
+    noise (their comparison is paired)."""
 
     sigmas: tuple[float, ...]
     sigma: float
@@ -201,7 +202,7 @@ class WeightNoise(Measure):
     def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
         images = data.train.subset(torch.arange(min(self.images, len(data.train)), device=data.train.y.device))
         rises = [loss_under_weight_noise(model, images, sigma, self.draws, self.seed) for sigma in self.sigmas]
-        return {**Classification()(model, data), "noise_loss_rise": rises[self.sigmas.index(self.sigma)],
+        return {**TrainingError()(model, data), "noise_loss_rise": rises[self.sigmas.index(self.sigma)],
                 "noise_loss_rises": rises}
 
     def at(self, seed: int) -> Measure:

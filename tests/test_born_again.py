@@ -11,16 +11,18 @@ from conftest import write_cifar
 from tiny_profiles import use_paper_profile
 
 from kdrepro.arms import Net
+from kdrepro.claims import Fits
 from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import born_again
 from kdrepro.measures import Classification, TrainingError
 from kdrepro.objectives.response import BornAgain, ConfidenceWeighted, DarkKnowledgePermuted
+from kdrepro.objectives.task import LabelSmoothing
 from kdrepro.report import build_summary
 from kdrepro.schemes import Cohort
 
 TINY_WRN = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 4}
-EVERY_ARM = {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp", "ban_1_labels"}
+EVERY_ARM = {"teacher", "ban_1", "ban_2", "ban_3", "bane", "cwtm", "dkpp", "label_smoothing"}
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert runs["test_error"].between(0, 1).all() and runs["train_error"].between(0, 1).all()
     single = runs[runs["arm"] == "ban_1"]["parameters"].iloc[0]
     assert runs[runs["arm"] == "bane"]["parameters"].iloc[0] == 3 * single
-    # teacher, three generations and three more first-generation students, at each seed; BANE trains nothing
+    # teacher, three generations, two ablations and the label-smoothing control, at each seed; BANE trains nothing
     assert len(list((isolated / "cache" / "models").iterdir())) == 2 * 7
     table = born_again.results_table(runs, exp.protocol)
     figures = {"generations": born_again.plot_generations(runs, exp.protocol)}
@@ -66,15 +68,17 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 def test_generations_chain_from_the_teacher_and_the_ablations_share_generation_ones_start():
     p = born_again.PROFILES["cpu"]
     arms = born_again.arms(p)
-    assert list(arms) == ["teacher", "ban_1", "ban_2", "ban_3", "cwtm", "dkpp", "ban_1_labels"]
+    assert list(arms) == ["teacher", "ban_1", "ban_2", "ban_3", "cwtm", "dkpp", "label_smoothing"]
     assert arms["teacher"].teacher is None and arms["teacher"].net == Net(p.network, "teacher")
     for k in (1, 2, 3):
         assert arms[f"ban_{k}"].teacher == arms["teacher" if k == 1 else f"ban_{k - 1}"]
         assert arms[f"ban_{k}"].objective == BornAgain(p.hard_weight)
     assert len({arms[name].net.init for name in ("teacher", "ban_1", "ban_2", "ban_3")}) == 4  # fresh weights
-    for name, objective in (("cwtm", ConfidenceWeighted()), ("dkpp", DarkKnowledgePermuted(p.hard_weight)),
-                            ("ban_1_labels", BornAgain(p.labels_weight))):
+    for name, objective in (("cwtm", ConfidenceWeighted()), ("dkpp", DarkKnowledgePermuted(p.hard_weight))):
         assert arms[name] == replace(arms["ban_1"], name=name, objective=objective)
+    # the control: generation 1's start and batches, smoothed labels, no teacher
+    assert arms["label_smoothing"] == replace(arms["ban_1"], name="label_smoothing", teacher=None,
+                                              objective=LabelSmoothing(p.smoothing))
     assert {arm.recipe for arm in arms.values()} == {p.recipe}
 
 
@@ -82,6 +86,13 @@ def test_every_claim_names_arms_the_notebook_runs():
     arms = set(born_again.arms(born_again.PROFILES["cpu"])) | {"bane"}
     assert set(born_again.arm_descriptions(born_again.PROFILES["cpu"])) == arms == EVERY_ARM
     assert all(c.better in arms and c.worse in arms for c in born_again.CLAIMS)
+
+
+def test_every_claim_needs_a_teacher_that_fits_its_training_set_and_the_cpu_teacher_can():
+    assert all(claim.preconditions == (Fits("teacher"),) for claim in born_again.CLAIMS)
+    p = born_again.PROFILES["cpu"]
+    # the paper's regime on a budget: a small training set and enough epochs to memorise it
+    assert p.train_size <= 1000 and p.recipe.epochs >= 30
 
 
 def test_training_error_adds_the_error_on_the_training_split():

@@ -14,14 +14,16 @@ from kdrepro.arms import Net
 from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import dml
-from kdrepro.measures import Classification, Peer, PeerMean, WeightNoise, loss_under_weight_noise
-from kdrepro.models import build, mlp
+from kdrepro.measures import Classification, Peer, PeerMean, TrainingError, WeightNoise, loss_under_weight_noise
+from kdrepro.models import build, count_parameters, mlp
+from kdrepro.objectives.task import LabelSmoothing
 from kdrepro.report import build_summary
 from kdrepro.schemes import Cohort, CohortNet
 
 TINY_A = {"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}
 TINY_B = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 4}
-EVERY_ARM = {"independent_a", "independent_b", "dml_aa", "dml_aa_1", "dml_aa_2", "dml_ab", "dml_ab_1", "dml_ab_2",
+EVERY_ARM = {"independent_a", "independent_b", "label_smoothing_a", "dml_aa", "dml_aa_1", "dml_aa_2", "dml_ab",
+             "dml_ab_1", "dml_ab_2",
              "dml_aaa", "dml_aaa_1", "dml_aaa_2", "dml_aaa_3"}
 
 
@@ -104,7 +106,18 @@ def test_a_cohorts_arms_are_one_model_read_as_the_mean_and_as_each_peer():
     assert arms["dml_aaa"].net.peers[2] == Net(p.network_a, "a#3")
     probe = WeightNoise(p.noise_sigmas, p.noise_sigma, p.noise_draws, p.noise_images)
     assert measures["dml_aa_2"] == Peer(2, probe) and measures["dml_aa"] == PeerMean(probe)
-    assert measures["dml_ab_1"] == Peer(1, Classification()) and measures["independent_a"] == probe
+    assert measures["dml_ab_1"] == Peer(1, TrainingError()) and measures["independent_a"] == probe
+
+
+def test_the_larger_network_is_larger_and_the_control_is_network_a_alone_on_smoothed_labels():
+    p = dml.PROFILES["cpu"]
+    small, large = (count_parameters(build(net, 10, 1, (1, 14, 14))) for net in (p.network_a, p.network_b))
+    assert large >= 3 * small  # "the smaller and the larger network" differ in size, not by 0.5%
+    arms = dml.arms(p)
+    assert arms["label_smoothing_a"] == replace(arms["independent_a"], name="label_smoothing_a",
+                                                objective=LabelSmoothing(p.smoothing))
+    # mutual learning is claimed to regularise: every claim but the cohort's needs the networks alone to fit
+    assert all(claim.preconditions for claim in dml.CLAIMS)
 
 
 def test_every_claim_names_arms_the_notebook_runs():

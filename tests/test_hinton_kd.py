@@ -22,7 +22,7 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
     tiny = replace(paper, train_size=200, val_size=100, seeds=(0, 1), teacher_hidden=(32, 32), student_hidden=(16, 16),
                    small_hidden=(4, 4), teacher_recipe=replace(paper.teacher_recipe, epochs=2),
                    student_recipe=replace(paper.student_recipe, epochs=2), sweep_temperatures=(1.0, 3.0, 8.0, 20.0),
-                   small_fraction=0.1)
+                   large_temperatures=(8.0, 20.0), small_fraction=0.1)
     return use_paper_profile(monkeypatch, hinton_kd, tiny)
 
 
@@ -79,6 +79,25 @@ def test_arms_with_one_configuration_train_once(tiny_paper_profile, isolated):
     arms = hinton_kd.arms(exp.protocol)
     assert arms["kd"].key() == arms["kd_T20"].key()
     assert exp.train(arms["kd"], data) is exp.train(arms["kd_T20"], data)
+
+
+def test_the_random_teacher_control_is_kd_taught_by_the_teachers_network_at_its_initial_weights(tiny_paper_profile):
+    exp = Experiment(hinton_kd, "paper")
+    data = hinton_kd.load(exp.protocol)
+    arms = hinton_kd.arms(exp.protocol)
+    kd, control = arms["kd"], arms["kd_random"]
+    random_teacher = control.teacher
+    assert replace(control, name="kd", teacher=kd.teacher) == kd
+    assert random_teacher.net == replace(kd.teacher.net, init="random teacher") and random_teacher.stages == ()
+    untrained, fresh = exp.train(random_teacher, data), random_teacher.net.build(0, data)
+    assert all(torch.equal(a, b) for a, b in zip(untrained.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_no_student_arm_clips_its_gradient_at_any_profile():
+    """A clip binds harder at high T (the T^2-scaled soft loss): it would confound the temperature sweep."""
+    for p in hinton_kd.PROFILES.values():
+        assert p.student_recipe.clip_grad_norm is None
+        assert {arm.recipe for name, arm in hinton_kd.arms(p).items() if name != "teacher"} == {p.student_recipe}
 
 
 def test_profile_resolution_prefers_the_environment_and_rejects_unknown_names(monkeypatch):

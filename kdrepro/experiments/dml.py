@@ -13,12 +13,12 @@ import pandas as pd
 import torch
 
 from kdrepro.arms import Arm, Net
-from kdrepro.claims import Claim
+from kdrepro.claims import Claim, Fits
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, Run
-from kdrepro.measures import Classification, Measure, Peer, PeerMean, WeightNoise
+from kdrepro.measures import Measure, Peer, PeerMean, TrainingError, WeightNoise
 from kdrepro.objectives.response import MutualLearning
-from kdrepro.objectives.task import CrossEntropy
+from kdrepro.objectives.task import CrossEntropy, LabelSmoothing
 from kdrepro.paper import Comparison, Paper
 from kdrepro.schemes import CohortNet
 from kdrepro.tables import mean_std, runs_by_arm
@@ -37,8 +37,9 @@ class Protocol:
     test_size: int | None             # official test images evaluated (None: all); smoke checks plumbing on fewer
     seeds: tuple[int, ...]
     network_a: str | dict             # a models.build architecture: a published name or a family spec
-    network_b: str | dict             # the mixed cohort's second architecture
+    network_b: str | dict             # the mixed cohort's second, larger architecture
     recipe: Recipe                    # the same for every network, alone or in a cohort
+    smoothing: float                  # the label-smoothing control's share eps of the target moved off the label
     noise_sigmas: tuple[float, ...]   # std of the Gaussian noise added to every weight (the wide-minima probe)
     noise_sigma: float                # the one the claim reads
     noise_draws: int                  # noise samples averaged per sigma
@@ -47,11 +48,12 @@ class Protocol:
     download: bool = False
 
 
-SMALL_RESNET = {"family": "resnet", "depth": 8, "channels": (8, 8, 16, 32)}
-SMALL_WRN = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 8}
+SMALL_RESNET = {"family": "resnet", "depth": 8, "channels": (8, 8, 16, 32)}     # 19,810 parameters
+LARGE_RESNET = {"family": "resnet", "depth": 8, "channels": (16, 16, 32, 64)}   # 77,754: four times as many
 
 
-CPU_RECIPE = Recipe(epochs=12, batch_size=64, lr=0.05, weight_decay=5e-4)
+# 30 epochs over 1,000 images: both networks fit their training set (the regime mutual learning regularises)
+CPU_RECIPE = Recipe(epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4)
 # The paper (section 4.1): SGD with Nesterov momentum 0.9, lr 0.1 divided by 10 every 60 epochs, 200 epochs,
 # batch 64; random crops and flips as usual for CIFAR. Weight decay 5e-4 is our assumption.
 PAPER_RECIPE = Recipe(epochs=200, batch_size=64, lr=0.1, weight_decay=5e-4, schedule="step",
@@ -59,32 +61,43 @@ PAPER_RECIPE = Recipe(epochs=200, batch_size=64, lr=0.1, weight_decay=5e-4, sche
 
 PROFILES = {
     "smoke": Protocol("fashion_mnist", train_size=512, val_size=500, test_size=1000, seeds=(0,),
-                      network_a=SMALL_RESNET, network_b=SMALL_WRN, recipe=replace(CPU_RECIPE, epochs=1),
-                      noise_sigmas=(0.02,), noise_sigma=0.02, noise_draws=1, noise_images=256, image_size=14),
-    "cpu": Protocol("fashion_mnist", train_size=5000, val_size=5000, test_size=None, seeds=(0, 1, 2),
-                    network_a=SMALL_RESNET, network_b=SMALL_WRN, recipe=CPU_RECIPE, noise_sigmas=(0.01, 0.02, 0.04),
-                    noise_sigma=0.02, noise_draws=3, noise_images=2000, image_size=14),
+                      network_a=SMALL_RESNET, network_b=LARGE_RESNET, recipe=replace(CPU_RECIPE, epochs=1),
+                      smoothing=0.1, noise_sigmas=(0.02,), noise_sigma=0.02, noise_draws=1, noise_images=256,
+                      image_size=14),
+    "cpu": Protocol("fashion_mnist", train_size=1000, val_size=5000, test_size=None, seeds=(0, 1, 2, 3),
+                    network_a=SMALL_RESNET, network_b=LARGE_RESNET, recipe=CPU_RECIPE, smoothing=0.1,
+                    noise_sigmas=(0.01, 0.02, 0.04), noise_sigma=0.02, noise_draws=3, noise_images=1000,
+                    image_size=14),
     "paper": Protocol("cifar100", train_size=None, val_size=0, test_size=None, seeds=(0, 1, 2), network_a="resnet32",
                       network_b={"family": "wide_resnet", "depth": 28, "widen": 10}, recipe=PAPER_RECIPE,
-                      noise_sigmas=(0.01, 0.02, 0.04), noise_sigma=0.02, noise_draws=3, noise_images=5000,
-                      download=True),
+                      smoothing=0.1, noise_sigmas=(0.01, 0.02, 0.04), noise_sigma=0.02, noise_draws=3,
+                      noise_images=5000, download=True),
 }
 
 # A cohort: its name and the network of each peer; arms "<cohort>_<peer>" are peers, "<cohort>" their mean.
 COHORTS = {"dml_aa": ("a", "a"), "dml_ab": ("a", "b"), "dml_aaa": ("a", "a", "a")}
 
-# online: no teacher, so no precondition on one; the paper's numbers are CIFAR-100 ResNet-32 errors (100 - top-1)
+# online: no teacher, so no precondition on one; mutual learning is claimed to regularise, so the networks alone
+# must overfit: fit their training set (the paper's CIFAR-100 networks reach ~100% training accuracy). The paper's
+# numbers are CIFAR-100 ResNet-32 errors (100 - top-1).
 CIFAR100 = "CIFAR-100 ResNet-32 error %, secondary source"
+A_FITS, B_FITS = (Fits("independent_a"),), (Fits("independent_b"),)
 CLAIMS = [
     Claim("Two peers of one architecture: peer 1 beats the same network trained alone", better="dml_aa_1",
-          worse="independent_a", paper=(100 - 68.99, 100 - 71.10), source=CIFAR100),
+          worse="independent_a", paper=(100 - 68.99, 100 - 71.10), source=CIFAR100, preconditions=A_FITS),
     Claim("Two peers of one architecture: peer 2 beats it too", better="dml_aa_2", worse="independent_a",
-          paper=(100 - 68.99, 100 - 71.03), source=CIFAR100),
-    Claim("Mixed pair: the smaller network beats itself trained alone", better="dml_ab_1", worse="independent_a"),
-    Claim("Mixed pair: the larger network beats itself trained alone", better="dml_ab_2", worse="independent_b"),
-    Claim("More peers help further: three peers (mean) beat two (mean)", better="dml_aaa", worse="dml_aa"),
+          paper=(100 - 68.99, 100 - 71.03), source=CIFAR100, preconditions=A_FITS),
+    Claim("Mixed pair: the smaller network beats itself trained alone", better="dml_ab_1", worse="independent_a",
+          preconditions=A_FITS),
+    Claim("Mixed pair: the larger network beats itself trained alone", better="dml_ab_2", worse="independent_b",
+          preconditions=B_FITS),
+    Claim("More peers help further: three peers (mean) beat two (mean)", better="dml_aaa", worse="dml_aa",
+          preconditions=A_FITS),
     Claim("Wider minima: weight noise raises a DML peer's training loss less than the independent network's",
-          better="dml_aa", worse="independent_a", metric="noise_loss_rise"),
+          better="dml_aa", worse="independent_a", metric="noise_loss_rise", preconditions=A_FITS),
+    # the control that separates knowledge from regularisation: label smoothing regularises with no peer at all
+    Claim("Knowledge, not regularisation: the pair's peers (mean) beat network a trained alone with label smoothing",
+          better="dml_aa", worse="label_smoothing_a", source="a control, not in the paper", preconditions=A_FITS),
 ]
 
 
@@ -106,12 +119,14 @@ def peer_nets(p: Protocol, roles: tuple[str, ...]) -> tuple[Net, ...]:
 
 
 def arms(p: Protocol) -> dict[str, Arm]:
-    """Every arm, at seed 0 (`Arm.at` moves one to another seed): each network alone on the labels, and each
-    cohort of COHORTS trained by mutual learning, all on the same recipe and, at a seed, the same batches. A
-    cohort is one model and several arms: "<cohort>" (read as the mean of its peers) and "<cohort>_<k>" (its k-th
-    peer) differ only in name, so it is trained once."""
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed): each network alone on the labels, network a
+    alone on smoothed labels (the control: a regulariser without peers), and each cohort of COHORTS trained by
+    mutual learning, all on the same recipe and, at a seed, from the same initial weights and on the same batches.
+    A cohort is one model and several arms: "<cohort>" (read as the mean of its peers) and "<cohort>_<k>" (its
+    k-th peer) differ only in name, so it is trained once."""
     alone = {f"independent_{role}": Arm(f"independent_{role}", Net(network(p, role), role), CrossEntropy(), p.recipe)
              for role in ("a", "b")}
+    alone["label_smoothing_a"] = Arm("label_smoothing_a", Net(p.network_a, "a"), LabelSmoothing(p.smoothing), p.recipe)
     cohorts = {}
     for cohort, roles in COHORTS.items():
         arm = Arm(cohort, CohortNet(peer_nets(p, roles)), MutualLearning(), p.recipe)
@@ -121,13 +136,15 @@ def arms(p: Protocol) -> dict[str, Arm]:
 
 
 def measures(p: Protocol) -> dict[str, Measure]:
-    """Each arm's reading: test error; for network a alone and the peers of the a-a pair (the wide-minima claim
-    compares them), the rise of the training loss under weight noise too. A peer is read on its own (`Peer`), a
-    cohort's arm as the mean of its peers, with its ensemble's test error (`PeerMean`)."""
+    """Each arm's reading: test error, and the training error (whether the network fits its training set); for
+    network a alone and the peers of the a-a pair (the wide-minima claim compares them), the rise of the training
+    loss under weight noise too. A peer is read on its own (`Peer`), a cohort's arm as the mean of its peers, with
+    its ensemble's test error (`PeerMean`)."""
     probe = WeightNoise(p.noise_sigmas, p.noise_sigma, p.noise_draws, p.noise_images)
-    readings: dict[str, Measure] = {"independent_a": probe, "independent_b": Classification()}
+    readings: dict[str, Measure] = {"independent_a": probe, "independent_b": TrainingError(),
+                                    "label_smoothing_a": TrainingError()}
     for cohort, roles in COHORTS.items():
-        each = probe if cohort == "dml_aa" else Classification()
+        each = probe if cohort == "dml_aa" else TrainingError()
         readings[cohort] = PeerMean(each)
         readings.update({f"{cohort}_{k}": Peer(k, each) for k in range(1, len(roles) + 1)})
     return readings
@@ -146,10 +163,10 @@ def run_arms(exp: Experiment, arms: dict[str, Arm], data: Data, measures: dict[s
 
 
 def history_columns(arm: str, history: History) -> dict[str, object]:
-    """The training seconds, and for a network alone or a peer its learning curve, "train_loss": its training
-    cross-entropy in each epoch (a peer's own term "ce_k") and, for a peer, its network ("a" or "b")."""
+    """The training seconds, and for a network alone on the labels or a peer its learning curve, "train_loss": its
+    training cross-entropy in each epoch (a peer's own term "ce_k") and, for a peer, its network ("a" or "b")."""
     cohort, _, k = arm.rpartition("_")
-    if arm in COHORTS:
+    if arm in COHORTS or "ce" not in history.terms and cohort not in COHORTS:
         return {"seconds": history.seconds}
     if cohort in COHORTS:
         return {"train_loss": history.terms[f"ce_{k}"], "network": COHORTS[cohort][int(k) - 1],
@@ -178,6 +195,8 @@ def arm_descriptions(protocol: Protocol) -> dict[str, tuple[str, str]]:
     return {
         "independent_a": (f"{a}, trained alone", "68.99 (ResNet-32, secondary source)"),
         "independent_b": (f"{b}, trained alone", "not found"),
+        "label_smoothing_a": (f"{a}, trained alone on smoothed labels (eps {protocol.smoothing:g})",
+                              "control, not in the paper"),
         "dml_aa_1": (f"{a}, peer 1 of a same-architecture pair", "71.10 (secondary source)"),
         "dml_aa_2": (f"{a}, peer 2 of a same-architecture pair", "71.03 (secondary source)"),
         "dml_aa": ("same-architecture pair, mean of peers", "not found"),
@@ -240,21 +259,31 @@ def plot_arms(runs: pd.DataFrame, protocol: Protocol) -> plt.Figure:
     figure, ax = plt.subplots(figsize=(8, 3.6))
     for i, arm in enumerate(arms):
         values = runs[runs["arm"] == arm]["test_error"] * 100
+        colour = "C0" if "independent" in arm else "C2" if "smoothing" in arm else "C1"
         ax.errorbar(i, values.mean(), yerr=values.std() if len(values) > 1 else 0, fmt="o", ms=8, capsize=4,
-                    color="C0" if "independent" in arm else "C1")
+                    color=colour)
         ax.plot([i + 0.15] * len(values), values, "k.", ms=4)
     ax.set_xticks(range(len(arms)), arms, rotation=25)
-    ax.set(ylabel="test error %", title="Alone (blue) and in a cohort (orange)")
+    ax.set(ylabel="test error %", title="Alone (blue), on smoothed labels (green) and in a cohort (orange)")
     figure.tight_layout()
     return figure
 
 
 DEPARTURES = """
 - Data and scale (profile `cpu`): Fashion-MNIST at 14x14 (area-averaged, a quarter of the convolutions' cost),
-  5,000 training images, 12 epochs, and two small networks of about the same cost, a CIFAR-style ResNet-8
-  (widths 8-8-16-32) and a WRN-10-1 (base width 8), instead of CIFAR-100 with ResNet-32, MobileNet, InceptionV1
-  and WRN-28-10. Profile `paper` runs CIFAR-100 with ResNet-32 and WRN-28-10 (MobileNet and InceptionV1 are not
-  in `kdrepro.models`).
+  1,000 training images (each seed draws its own), 30 epochs, and two CIFAR-style ResNet-8s, the smaller with
+  widths 8-8-16-32 (19,810 parameters) and the larger with 16-16-32-64 (77,754), instead of CIFAR-100 with
+  ResNet-32, MobileNet, InceptionV1 and WRN-28-10. Profile `paper` runs CIFAR-100 with ResNet-32 and WRN-28-10
+  (MobileNet and InceptionV1 are not in `kdrepro.models`).
+- The regime: the paper's networks fit CIFAR-100's training set and overfit, and mutual learning is claimed to
+  regularise them. An earlier protocol (5,000 images, 12 epochs) left the networks alone underfitting (training
+  cross-entropy about 0.25), with little to regularise, and its "smaller and larger" networks had 19,810 and
+  19,714 parameters. Here, on 1,000 images for 30 epochs, both networks alone fit their training set: every claim
+  checks it (`Fits`: training error at most 1%, on the training split), and "the larger" has four times the
+  parameters of "the smaller".
+- Control (not in the paper): `label_smoothing_a`, network a alone on smoothed labels (eps 0.1, the usual value,
+  not tuned), from the same initial weights and on the same batches. Label smoothing regularises without any
+  peer; "the pair's peers beat it" separates what the peers teach from regularisation.
 - Recipe (profile `cpu`, chosen by us, the same for every network alone or in a cohort): SGD with momentum 0.9,
   lr 0.05 on a cosine schedule, weight decay 5e-4, batch 64, no augmentation. Profile `paper` follows the
   paper's schedule (lr 0.1 divided by 10 every 60 epochs, 200 epochs, batch 64) with plain momentum instead of
@@ -265,9 +294,13 @@ DEPARTURES = """
 - A peer and the same network trained alone start from the same initial weights and see the same batches; the
   paper does not say how its independent baselines were seeded.
 - Wide minima: the paper perturbs the weights with Gaussian noise and reports the rise of the training loss; our
-  probe does the same on 2,000 training images in evaluation mode (batch-norm statistics not recomputed), three
+  probe does the same on the 1,000 training images in evaluation mode (batch-norm statistics not recomputed), three
   noise draws per sigma, drawn from the seed's stream: at a seed, the network alone and its peers get the same
   noise (the comparison is paired), and each sigma scales the same draws. The sigma the claim reads (0.02) was
   fixed before running.
+- Seeds (profile `cpu`): four, the most the time budget allows for this regime (the larger network and the
+  longer schedule cost more per seed than the earlier protocol's). The earlier protocol's spread suggested about
+  six seeds at the effect it saw; where a claim's MDE stays above its SESOI at four, its row says so
+  (inconclusive, with the seeds it would need).
 - Every number is the last epoch's, never the best epoch's.
 """
