@@ -15,9 +15,10 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 reproduce: env data ## train $(PROFILE)'s runs ($(JOBS) workers), run every notebook (resumes where it stopped), then the summary
 	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPERS),--papers $(PAPERS))
 
+# Test files run $(JOBS) at a time (pytest-xdist), each file's tests, and each notebook's cells, in one process.
 test: env data ## unit tests, then every notebook under nbval on the smoke profile
-	$(PYTHON) -m pytest tests
-	KDREPRO_PROFILE=smoke $(PYTHON) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile tests
+	KDREPRO_PROFILE=smoke $(PYTHON) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 bench: env data ## KD training throughput, notebook wall times and Seq-KD decoding speed, written to results/bench.md
 	$(PYTHON) benchmarks/bench.py
