@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import math
 from collections import Counter
 from pathlib import Path
@@ -100,15 +101,21 @@ def replace_section(text: str, heading: str, content: str) -> str:
 
 def rejudge(profile: str, paper_id: str) -> list[Verdict] | None:
     """Judge the paper's CLAIMS again from its runs.csv and rewrite claims.json, the diverged flags and the results
-    README's tables to match; None when the paper has no runs on this profile."""
+    README's tables to match; None when the paper has no runs on this profile, or runs that predate its claims
+    (an arm a claim names is missing: its verdicts stay as they were judged, and a warning says what to run)."""
     folder = results_dir() / profile / paper_id
     if not (folder / "runs.csv").exists():
         return None
+    claims = experiments.module(paper_id).CLAIMS
+    published = folder / "claims.json"
+    if published.exists() and [v["statement"] for v in json.loads(published.read_text())] != \
+            [claim.statement for claim in claims]:
+        return stale(folder, paper_id, profile, "the paper's claims changed since they were published")
     runs = flag_runs_file(folder / "runs.csv")
     try:
-        verdicts = judge_all(experiments.module(paper_id).CLAIMS, runs, evaluated=profile != "smoke")
+        verdicts = judge_all(claims, runs, evaluated=profile != "smoke")
     except KeyError as error:
-        raise KeyError(f"{folder / 'runs.csv'}: {error.args[0]}; run the paper again for runs of its claims' arms")
+        return stale(folder, paper_id, profile, error.args[0])
     atomic_write_text(folder / "claims.json", json.dumps([v.as_dict() for v in verdicts], indent=1))
     readme = folder / "README.md"
     if readme.exists() and (folder / "table.csv").exists():
@@ -117,6 +124,13 @@ def rejudge(profile: str, paper_id: str) -> list[Verdict] | None:
         text = replace_section(readme.read_text(), "## Results", markdown_table(table))
         atomic_write_text(readme, replace_section(text, "## Claims", claims_section(verdicts)))
     return verdicts
+
+
+def stale(folder: Path, paper_id: str, profile: str, why: str) -> None:
+    """Say that the results in `folder` cannot be judged by today's claims, and what regenerates them; their
+    published verdicts stay as they are."""
+    print(f"warning: {folder}: {why}; these results keep the verdicts they were published with, and "
+          f"`make reproduce PAPERS={paper_id} PROFILE={profile}` regenerates them", file=sys.stderr)
 
 
 # --- counts -------------------------------------------------------------------------------------------------------
