@@ -136,8 +136,8 @@ def throughput() -> Section:
              f"{count_parameters(build(STUDENT, 10, 1)):,} parameters), Fashion-MNIST 28x28, {EPOCHS} epochs of "
              f"{STEPS_PER_EPOCH} steps of {BATCH} images, median of {REPEATS}")
     note = (f"Both loops train the same initial student on the same {IMAGES:,} training images (kdrepro's "
-            "`load_data` split), normalised by those images' mean and std, with SGD (momentum 0.9, constant lr "
-            f"{LR}) on Hinton's loss (T = {TEMPERATURE:g}, hard-label weight {HARD_WEIGHT}); tests/test_bench.py "
+            "`load_data` split), normalised by the mean and std of every training image outside the validation "
+            f"split, with SGD (momentum 0.9, constant lr {LR}) on Hinton's loss (T = {TEMPERATURE:g}, hard-label weight {HARD_WEIGHT}); tests/test_bench.py "
             "checks that they compute the same loss at every step. The conventional loop reads each image through "
             "torchvision (PIL -> ToTensor -> Normalize) and a DataLoader in the main process (num_workers=0: on two "
             "cores a worker process would take the core the model computes on) and runs the teacher at every step; "

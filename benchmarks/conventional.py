@@ -112,5 +112,7 @@ def same_data(root: Path, train_size: int, val_size: int) -> tuple[Data, Dataset
     """kdrepro's training split (`load_data`, which must read `root`: set KDREPRO_DATA to it) and the torchvision
     dataset of the same images in the same order."""
     data = load_data("fashion_mnist", train_size=train_size, val_size=val_size)
-    rows = training_rows(len(load_raw("fashion_mnist").y_train), train_size, val_size)
-    return data, fashion_mnist(root, rows)
+    raw = load_raw("fashion_mnist")
+    rows = training_rows(len(raw.y_train), train_size, val_size)
+    pool = training_rows(len(raw.y_train), len(raw.y_train) - val_size, val_size)  # load_data normalises by these
+    return data, fashion_mnist(root, rows, statistics=pixel_statistics(raw.x_train[pool]))

@@ -4,11 +4,14 @@ import copy
 import gzip
 import hashlib
 import pickle
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
@@ -80,6 +83,25 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("KDREPRO_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("KDREPRO_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture
+def short_results(monkeypatch):
+    """Results in a folder with a short path, for tests of a notebook's kernel: its Unix sockets live beside the
+    results, a socket's path holds at most 107 characters, and pytest-xdist's temporary folders are longer."""
+    folder = Path(tempfile.mkdtemp(prefix="kdr-"))
+    monkeypatch.setenv("KDREPRO_RESULTS", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """A test that makes a `cpu` Experiment pins torch's threads for its whole process (pytest-xdist runs many
+    tests in one): every test starts with the count the process began with."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -25,9 +25,10 @@ def test_the_check_runs_on_the_cpu_at_tiny_sizes(isolated):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert "1. smoke notebooks on cpu: all done" in done.stdout
-    # Hinton's paper profile at its first seed: teacher, 2 students and kd; 6 temperatures for each of 2 students;
-    # the omitted class's 3 arms and the 3% set's 2
-    assert any(line.startswith("hinton_kd: paper code path, 21 runs of one epoch of 64 images") for line in lines)
+    # Hinton's paper profile at its first seed: teacher, 2 students, kd and its random-teacher control; the 300-unit
+    # student's 2 temperatures and the 30-unit student's 6; the omitted class's 3 arms and the 3% set's 2; the
+    # random teacher itself
+    assert any(line.startswith("hinton_kd: paper code path, 22 runs of one epoch of 64 images") for line in lines)
     assert "2. paper code paths: all done" in done.stdout
     speeds = [line.split()[-4] for line in lines if "images/s" in line]
     assert len(speeds) == 3 and all(float(s.replace(",", "")) > 0 for s in speeds)

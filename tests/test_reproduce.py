@@ -127,11 +127,12 @@ def publish_nothing_new(source, output, **kwargs):
 
 
 def test_a_killed_run_leaves_its_kernel_files_in_its_own_folder_and_the_next_run_removes_them(isolated,
+                                                                                            short_results,
                                                                                             monkeypatch):
     temporary = isolated / "tmp"                    # the system's temporary folder, as the run sees it
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
-    kernel = isolated / "results" / "smoke" / ".hinton_kd.kernel"
+    kernel = short_results / "smoke" / ".hinton_kd.kernel"
     run = subprocess.Popen([sys.executable, "-m", "kdrepro", "run", "hinton_kd", "--profile", "smoke"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
