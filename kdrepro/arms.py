@@ -8,6 +8,8 @@
 - `rows` is the data view: which training examples it learns from, and with which targets (`Rows` keeps some
   examples; a view may also give them the teacher's outputs as targets, as sequence-level KD does);
 - `seed` drives every random stream of the run through `kdrepro.seeds.derive`;
+- `start` is another arm whose trained weights this arm starts from instead of `net`'s initial weights (a
+  supervised checkpoint that a distillation method then fine-tunes);
 - `shared` marks an arm trained once, at its own seed, for every seed's runs (a paper's one teacher).
 
 No cache key is written by hand: `spec_key` walks the spec, so a key can never miss a field. The arm's name is
@@ -126,6 +128,7 @@ class Arm:
     rows: DataView = Rows()
     seed: int = 0
     shared: bool = False   # one model for every seed: `at` leaves it at its own seed
+    start: Arm | None = None   # the arm whose trained weights this one starts from (the same network)
 
     def __post_init__(self) -> None:
         shared = sum(stage.epochs for stage in self.stages if stage.recipe is None)
@@ -138,7 +141,8 @@ class Arm:
         learn from one teacher."""
         if self.shared:
             return self
-        return replace(self, seed=seed, teacher=None if self.teacher is None else self.teacher.at(seed))
+        return replace(self, seed=seed, teacher=None if self.teacher is None else self.teacher.at(seed),
+                       start=None if self.start is None else self.start.at(seed))
 
     def key(self) -> dict[str, Any]:
         """Every field but the name: what the trained model depends on."""
@@ -161,6 +165,8 @@ class Arm:
             parts.append(f"one model for every seed, trained at seed {self.seed}")
         if self.teacher is not None:
             parts.append(f"teacher {self.teacher.name}")
+        if self.start is not None:
+            parts.append(f"starts from {self.start.name}'s trained weights")
         if self.rows != Rows():
             parts.append(_call(self.rows))
         return "; ".join(parts) + f"; {self.recipe.epochs} epochs"

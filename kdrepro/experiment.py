@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -139,16 +140,21 @@ class Experiment:
         return self.keys.model(arm, data)[1]
 
     def train(self, arm: Arm, data: Data) -> nn.Module:
-        """The trained model of `arm` on `data`: from this process, else the cache, else trained (its teacher
-        first, which every arm naming the same teacher shares)."""
+        """The trained model of `arm` on `data`: from this process, else the cache, else trained (its teacher and
+        the arm it starts from first, which every arm naming them shares)."""
         arm = self.keys.arm(arm)
         key = self.model_key(arm, data)
         digest = key_digest(key)
         if digest not in self._trained:
             teacher = None if arm.teacher is None else self.train(arm.teacher, data)
+            start = None if arm.start is None else self.train(arm.start, data)
             drawn = data.for_seed(arm.seed)   # the key names the pool; the arm's seed names the draw
+
+            def initial() -> nn.Module:   # a copy: the start's model stays as trained for every arm that uses it
+                return arm.net.build(arm.seed, drawn).to(self.device) if start is None else copy.deepcopy(start)
+
             self._trained[digest] = self.cache.model(
-                self.paper.id, key, lambda: arm.net.build(arm.seed, drawn).to(self.device),
+                self.paper.id, key, initial,
                 lambda model: self._keep_histories(key, train_arm(arm, model, drawn, teacher)))
         return self._trained[digest]
 

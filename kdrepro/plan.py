@@ -5,7 +5,7 @@ A paper lists its runs in `runs(P)` (arms at their seeds, measures, datasets): t
 that a run trained by a worker is a cache hit for the notebook. Each run is located in the cache through
 `experiment.CacheKeys`, as the notebook's `Experiment` locates it, and is *cached* (its record is there),
 *running* (a worker holds its lock) or *pending*. Runs are ordered teachers first: a run comes after every run
-whose model it learns from.
+whose model it learns from or starts from.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Entry:
     run: Run
     record: Path
     models: tuple[Path, ...]
-    depth: int   # how many teachers stand behind the run's model
+    depth: int   # how many models (teachers, starting points) stand behind the run's model
 
     @property
     def label(self) -> str:
@@ -57,8 +57,10 @@ def datasets(module: ModuleType, protocol) -> dict[str, Data]:
 
 
 def teachers(arm: Arm) -> list[Arm]:
-    """The arm's chain of teachers, the first-trained first."""
-    return [] if arm.teacher is None else teachers(arm.teacher) + [arm.teacher]
+    """The arms whose models the arm's training needs, the first-trained first: its teacher and the arm it starts
+    from, each after the arms it needs itself."""
+    return [needed for before in (arm.teacher, arm.start) if before is not None
+            for needed in teachers(before) + [before]]
 
 
 def entries(paper_id: str, profile: str, device: str, cache: Cache) -> list[Entry]:

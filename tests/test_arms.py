@@ -40,6 +40,7 @@ ONE_FIELD_CHANGED = {
     "rows": Rows(fraction=0.5),
     "seed": 1,
     "shared": True,
+    "start": TEACHER,
 }
 
 
@@ -118,6 +119,29 @@ def test_run_arms_trains_a_shared_teacher_once_and_records_it_beside_each_seeds_
     assert trained == [("teacher", 7), ("kd", 1), ("kd", 2)]
     assert sorted(zip(exp.runs["arm"], exp.runs["seed"])) == [("kd", 1), ("kd", 2), ("teacher", 1), ("teacher", 2),
                                                                ("teacher", 7)]
+
+
+def test_at_moves_the_arm_it_starts_from_with_it():
+    fine_tuned = dataclasses.replace(KD, start=dataclasses.replace(KD, name="checkpoint"))
+    assert fine_tuned.at(3).start.seed == 3 and fine_tuned.at(3).start.teacher.seed == 3
+    assert "starts from checkpoint's trained weights" in fine_tuned.describe()
+
+
+def test_an_arm_that_starts_from_another_continues_a_copy_of_its_trained_model(monkeypatch, isolated):
+    monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
+    exp, data = Experiment(hinton_kd, "smoke"), toy_data()
+    checkpoint = Arm("checkpoint", Net({"family": "mlp", "hidden": [4]}), CrossEntropy(), RECIPE)
+    fine_tuned = dataclasses.replace(KD, start=checkpoint)
+    start = exp.train(checkpoint, data)
+    kept = [p.detach().clone() for p in start.parameters()]
+    model = exp.train(fine_tuned, data)
+    # by hand: the checkpoint's weights, then the KD arm's own training with its teacher
+    expected = Net({"family": "mlp", "hidden": [4]}).build(0, data)
+    expected.load_state_dict(start.state_dict())
+    train_arm(fine_tuned, expected, data, exp.train(TEACHER, data))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), expected.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(start.parameters(), kept))   # the checkpoint is not changed
+    assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), kept))
 
 
 # --- the code fingerprint -----------------------------------------------------------------------------------------

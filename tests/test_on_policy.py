@@ -6,10 +6,8 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-import torch
 from tiny_profiles import use_paper_profile, write_corpus
 
-from kdrepro.arms import train_arm
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import on_policy, seqkd
 from kdrepro.objectives.sequence import OnPolicyKD
@@ -19,14 +17,14 @@ STUDENTS = ("baseline", *on_policy.METHODS, *on_policy.COST_MATCHED)
 
 @pytest.fixture
 def tiny_paper_profile(monkeypatch, data_dir, isolated):
-    """08's and 09's `paper` profiles shrunk to a tiny WMT-like corpus and two seeds: 08's teacher one epoch, 09's
-    students two (one a half)."""
+    """08's and 09's `paper` profiles shrunk to a tiny WMT-like corpus and two seeds: 08's students two epochs, the
+    last of them after the checkpoint in 09."""
     write_corpus(data_dir / "wmt14_en_de")
     paper = seqkd.PROFILES["paper"]
     use_paper_profile(monkeypatch, seqkd, replace(
         paper, seeds=(0, 1), teacher=(1, 16), student=(1, 8), teacher_embedding=8, student_embedding=8,
-        recipe=replace(paper.recipe, epochs=1, batch_size=32), sweep_beams=(1, 5), max_len=14))
-    return use_paper_profile(monkeypatch, on_policy, replace(on_policy.PROFILES["paper"], seeds=(0, 1), epochs=2))
+        recipe=replace(paper.recipe, epochs=2, batch_size=32), sweep_beams=(1, 5), max_len=14))
+    return use_paper_profile(monkeypatch, on_policy, replace(on_policy.PROFILES["paper"], seeds=(0, 1), epochs=1))
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
@@ -54,34 +52,29 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert len(pd.read_csv(folder / "runs.csv")) == len(runs) and (folder / "table2.csv").exists()
 
 
-def test_the_checkpoint_is_the_first_stage_of_both_cost_matched_arms(tiny_paper_profile):
-    p = on_policy.PROFILES["paper"]
-    data, arms = on_policy.load(p), on_policy.arms(p)
-    teacher = arms["teacher"].net.build(0, data)
-    train_arm(arms["teacher"], teacher, data, None)
-    checkpoint = arms["seq_kd_half"].net.build(0, data)
-    train_arm(arms["seq_kd_half"], checkpoint, data, teacher)
-    for name in ("seq_kd_more", "seq_kd_on_policy"):
-        arm = arms[name]
-        first_half = replace(arm, objective=arm.objective[:1], recipe=replace(arm.recipe, epochs=arm.stages[0].epochs))
-        model = arm.net.build(0, data)
-        train_arm(first_half, model, data, teacher)
-        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), checkpoint.parameters()))
-    assert isinstance(arms["seq_kd_on_policy"].stages[1].objective, OnPolicyKD)
-    assert [s.epochs for s in arms["seq_kd_more"].stages] == list(seqkd.halves(p.epochs))
-
-
-def test_the_students_of_08_are_08s_own_when_the_budgets_agree_and_share_08s_one_teacher():
-    p = on_policy.PROFILES["paper"]
-    assert p.epochs == seqkd.PROFILES["paper"].recipe.epochs
-    ours, theirs = on_policy.arms(p), seqkd.arms(seqkd.PROFILES["paper"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_student_makes_08s_updates_and_the_late_arms_share_one_seq_kd_checkpoint(profile):
+    p = on_policy.PROFILES[profile]
+    ours, theirs = on_policy.arms(p), seqkd.arms(on_policy.base(p))
     assert all(ours[name].key() == theirs[name].key() for name in ("teacher", "baseline", "word_kd", "seq_kd"))
-    cpu = on_policy.arms(on_policy.PROFILES["cpu"])
-    assert cpu["teacher"].key() == seqkd.arms(seqkd.PROFILES["cpu"])["teacher"].key() and cpu["teacher"].shared
-    students = [cpu[name] for name in STUDENTS]
-    assert {arm.net for arm in students} == {cpu["baseline"].net}
-    assert {arm.teacher for arm in students[1:]} == {cpu["teacher"]}
-    assert {arm.recipe.epochs for arm in students if arm.name != "seq_kd_half"} == {on_policy.PROFILES["cpu"].epochs}
+    assert ours["teacher"].shared
+    checkpoint = ours["checkpoint"]
+    assert checkpoint.key() == replace(theirs["seq_kd"], recipe=checkpoint.recipe).key()
+    late = [ours[name] for name in ("on_policy_fkl", "on_policy_rkl", "on_policy_jsd", "mixed", "seq_kd_more")]
+    assert all(arm.start == checkpoint and arm.recipe.epochs == p.epochs for arm in late)
+    total = on_policy.base(p).recipe.epochs
+    assert checkpoint.recipe.epochs + p.epochs == total == ours["baseline"].recipe.epochs
+    students = [ours[name] for name in STUDENTS]
+    assert {arm.net for arm in students} == {ours["baseline"].net}
+    assert {arm.teacher for arm in students[1:]} == {ours["teacher"]}
+    assert [type(arm.objective) for arm in late[:4]] == [OnPolicyKD] * 4
+    assert ours["seq_kd_more"].rows == ours["seq_kd"].rows
+
+
+def test_on_policy_epochs_that_leave_the_checkpoint_nothing_are_refused_by_name():
+    p = replace(on_policy.PROFILES["cpu"], epochs=on_policy.base(on_policy.PROFILES["cpu"]).recipe.epochs)
+    with pytest.raises(ValueError, match=r"Protocol\(epochs=15\).*fewer than 08's 15"):
+        on_policy.arms(p)
 
 
 def test_every_claim_names_arms_the_notebook_runs_with_a_metric_it_measures():

@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -10,7 +11,7 @@ from kdrepro import cli
 from kdrepro.cache import Cache
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import hinton_kd
-from kdrepro.plan import entries, plan, state
+from kdrepro.plan import entries, plan, state, teachers
 
 # Hinton's smoke notebook: 16 runs; kd and kd_T20 are one configuration (T = 20), so 15 records
 HINTON_SMOKE_RUNS, HINTON_SMOKE_RECORDS = 16, 15
@@ -40,6 +41,14 @@ def test_the_plan_lists_every_run_of_the_notebook_teachers_first_and_trains_noth
     assert {state(entry, Cache()) for entry in located} == {"pending"}
     assert not (tiny_fashion_mnist / "cache" / "models").exists()
     assert not (tiny_fashion_mnist / "cache" / "runs").exists()
+
+
+def test_an_arm_comes_after_its_teacher_and_after_the_arm_it_starts_from_with_that_arms_teacher():
+    arms = hinton_kd.arms(hinton_kd.PROFILES["smoke"])
+    checkpoint = arms["kd"]
+    fine_tuned = replace(arms["student"], name="fine_tuned", start=checkpoint)
+    assert [arm.name for arm in teachers(fine_tuned)] == ["teacher", "kd"]
+    assert [arm.name for arm in teachers(replace(fine_tuned, teacher=arms["teacher"]))] == ["teacher", "teacher", "kd"]
 
 
 def test_a_run_the_notebook_makes_fills_the_entries_the_plan_names(tiny_fashion_mnist):

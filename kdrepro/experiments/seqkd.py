@@ -62,7 +62,7 @@ RECIPE = Recipe(epochs=15, batch_size=64, lr=1e-2, optimizer="adam", clip_grad_n
 PROFILES = {
     "smoke": Protocol(None, ("src", "tgt"), train_size=200, val_size=20, test_size=40, references=4, seeds=(0,),
                       teacher=(1, 32), student=(1, 16), teacher_embedding=16, student_embedding=16,
-                      recipe=Recipe(epochs=1, batch_size=64, lr=5e-3, optimizer="adam", clip_grad_norm=5.0),
+                      recipe=Recipe(epochs=2, batch_size=64, lr=5e-3, optimizer="adam", clip_grad_norm=5.0),
                       sweep_beams=(1, 5), max_len=20),
     # one teacher for every seed, which pays for five seeds of the students the claims compare (see DEPARTURES)
     "cpu": Protocol(None, ("src", "tgt"), train_size=4000, val_size=200, test_size=500, references=4,
