@@ -33,6 +33,21 @@ DEVICE_VARIABLE = "KDREPRO_DEVICE"
 # and a few hundred steps carry that into different metrics, so the `cpu` protocol fixes its count, whatever
 # launches it (`run`, `reproduce`, a worker, papermill, JupyterLab). Other profiles use the machine.
 PROFILE_THREADS = {"cpu": 1}
+# ...unless this variable says otherwise: a rerun at another count shows which numbers depend on it (use a cache of
+# its own: the thread count is not part of a cache key)
+THREADS_VARIABLE = "KDREPRO_THREADS"
+
+
+def profile_threads(profile: str) -> int | None:
+    """The torch threads `profile` computes with: $KDREPRO_THREADS when set, else the profile's fixed count (None:
+    the machine's)."""
+    value = os.environ.get(THREADS_VARIABLE)
+    if value is None:
+        return PROFILE_THREADS.get(profile)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_VARIABLE}={value!r}: give a positive number of torch threads, e.g. 2, or unset it "
+                         f"for the profile's own count")
+    return int(value)
 
 
 def resolve_profile(paper: ModuleType, requested: str) -> str:
@@ -126,8 +141,9 @@ class Experiment:
         self.profile = resolve_profile(paper, profile)
         self.device = resolve_device(device)
         self.protocol = paper.PROFILES[self.profile]
-        if self.profile in PROFILE_THREADS:
-            torch.set_num_threads(PROFILE_THREADS[self.profile])
+        threads = profile_threads(self.profile)
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.cache = Cache()
         self.keys = CacheKeys(self.paper.id, self.profile, self.device.type)
         self._rows: dict[tuple[str, int], dict[str, Any]] = {}

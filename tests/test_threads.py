@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from kdrepro.paths import REPO_ROOT
 
 TRAIN = """
@@ -26,8 +28,8 @@ print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parame
 """
 
 
-def weights_digest(threads: int, profile: str) -> str:
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+def weights_digest(threads: int, profile: str, **variables: str) -> str:
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **variables}
     done = subprocess.run([sys.executable, "-c", TRAIN, profile], env=environment, cwd=REPO_ROOT,
                           capture_output=True, text=True, check=True)
     return done.stdout.split()[-1]
@@ -37,3 +39,18 @@ def test_the_cpu_profile_trains_the_same_weights_whether_launched_with_one_threa
     one = weights_digest(1, "cpu")
     assert weights_digest(2, "none") != one   # without the pin, this workload differs between 1 and 2 threads
     assert weights_digest(2, "cpu") == one
+
+
+def test_kdrepro_threads_reruns_the_cpu_profile_at_another_count():
+    assert weights_digest(1, "cpu", KDREPRO_THREADS="2") == weights_digest(2, "none")
+
+
+def test_a_thread_count_that_is_not_a_positive_number_is_refused_by_name(monkeypatch):
+    from kdrepro.experiment import profile_threads
+    monkeypatch.setenv("KDREPRO_THREADS", "two")
+    with pytest.raises(ValueError, match="KDREPRO_THREADS='two': give a positive number of torch threads"):
+        profile_threads("cpu")
+    monkeypatch.setenv("KDREPRO_THREADS", "3")
+    assert profile_threads("cpu") == 3 and profile_threads("smoke") == 3
+    monkeypatch.delenv("KDREPRO_THREADS")
+    assert profile_threads("cpu") == 1 and profile_threads("smoke") is None
