@@ -55,7 +55,10 @@ def pilot_runs(module: ModuleType, profile: str, seeds: tuple[int, ...], device:
 
 
 def on_validation(runs: pd.DataFrame, metric_name: str) -> pd.DataFrame:
-    """`runs` with `metric_name` holding its validation twin, which every judgement of a pilot reads."""
+    """`runs` with `metric_name` holding its validation twin, which every judgement of a pilot reads (a metric
+    computed on training images only is its own twin)."""
+    if not metric(metric_name).reads_test:
+        return runs
     column = validation_column(metric_name)
     if column not in runs:
         raise ValueError(f"the runs record no {column} (the validation twin of {metric_name}): add it to the "

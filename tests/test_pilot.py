@@ -32,6 +32,15 @@ def test_a_claim_is_sized_from_its_validation_gains_in_points():
     assert row["preconditions"] == "fail: student leads teacher by at least 5% of teacher's mean"
 
 
+def test_a_metric_of_training_images_only_is_read_as_it_is_and_a_test_metric_never():
+    runs = RUNS.assign(noise_loss_rise=[0.5, 0.2, 0.0] * 3)
+    row = size_claim(Claim("kd's minimum is wider", better="kd", worse="student", metric="noise_loss_rise"), runs, 5)
+    assert row["validation_gain"] == pytest.approx(0.3) and row["sd_of_gains"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="the runs record no val_bleu"):
+        size_claim(Claim("kd translates better", better="kd", worse="student", metric="bleu",
+                         lower_is_better=False), RUNS.assign(bleu=1.0), 5)
+
+
 def test_an_arm_no_listed_run_makes_is_named_not_sized():
     row = size_claim(Claim("an ensemble beats the student", better="ensemble", worse="student"), RUNS, 5)
     assert "ensemble" in row["note"] and "sd_of_gains" not in row

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from kdrepro import cli, cluster, experiments, work
+from kdrepro import cli, cluster, work
 from kdrepro.cache import Cache
-from kdrepro.plan import claim, has_runs, plan, state
+from kdrepro.plan import claim, plan, state
 
 # Hinton's smoke notebook trains 15 models: 16 runs, where kd and kd_T20 are one configuration and kd_omit_bias
 # reads kd_omit's model, while the random-teacher control's teacher is a model of its own
@@ -121,10 +121,10 @@ def test_workers_must_be_at_least_one():
         cli.main(["work", "--profile", "smoke", "--workers", "0"])
 
 
-@pytest.mark.parametrize("paper_id", [paper_id for paper_id in experiments.PAPERS if has_runs(paper_id)])
-def test_the_runs_listed_are_every_run_the_smoke_notebook_makes(isolated, paper_id, monkeypatch):
+def test_the_runs_listed_are_every_run_the_smoke_notebook_makes(isolated, monkeypatch, paper_id="hinton_kd"):
     """Once `work` has filled a fresh cache, executing the notebook trains and measures nothing: it writes no
-    model and no record. (The real dataset, as under nbval: on tiny synthetic images some arms diverge.)"""
+    model and no record. (The real dataset, as under nbval: on tiny synthetic images some arms diverge.) `make
+    test` checks every other notebook so: `work`, then the notebooks under nbval from its cache."""
     monkeypatch.delenv("KDREPRO_PROFILE", raising=False)
     cli.main(["work", "--profile", "smoke", "--papers", paper_id])
     cache = isolated / "cache"

@@ -212,7 +212,9 @@ DEPARTURES = """
 - BANE averages the softmax outputs of generations 1..3 (the teacher is left out).
 - Each generation starts from fresh random weights of its own (its own initialisation stream); every network
   of a seed sees the batches in the same order.
-- Seeds (profile `cpu`): five (each draws its own 1,000 training images), the most the time budget allows; a
-  claim whose MDE stays above its SESOI at five says so in its row (inconclusive, with the seeds it would need).
+- Seeds (profile `cpu`): five (each draws its own 1,000 training images). The pilot (seeds 100-102, validation
+  only, `results/cpu/pilots/born_again.csv`) puts every sized claim's MDE at five seeds within its SESOI (paired
+  SDs 0.12-0.63 points; MDEs 0.16-0.86 against SESOIs of about 1 point); BANE's claim is not sized there (the
+  ensemble is computed by the notebook, not a listed run).
 - Every number is the last epoch's, never the best epoch's.
 """
