@@ -20,6 +20,7 @@ import torch
 from kdrepro import experiments
 from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import REPRODUCED
+from kdrepro.compare import print_differences
 from kdrepro.data import DatasetNotFoundError
 from kdrepro.experiment import device_name, profile_variable
 from kdrepro.locks import Locked, held
@@ -311,7 +312,10 @@ def main(argv: list[str] | None = None) -> None:
     repro.add_argument("--jobs", type=int, default=1,
                        help="papers run at once, each in its own process with cores / jobs threads (default 1)")
     report = commands.add_parser("report", help="rebuild the summary from results/")
-    for sub in (listing, work, sizing, run, repro, report):
+    compare = commands.add_parser("compare", help="the verdicts that differ between results/<profile> and another "
+                                  "run's results folder (e.g. a rerun at another thread count)")
+    compare.add_argument("other", type=Path, help="the other run's results folder (its KDREPRO_RESULTS)")
+    for sub in (listing, work, sizing, run, repro, report, compare):
         sub.add_argument("--profile", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
     try:
@@ -331,6 +335,9 @@ def dispatch(args: argparse.Namespace) -> None:
     if args.command == "report":
         check_profile(list(experiments.PAPERS), args.profile)
         print(build_summary(args.profile))
+        return
+    if args.command == "compare":
+        print_differences(results_dir() / args.profile, args.other / args.profile)
         return
     papers = parse_papers(args.paper if args.command == "run" else args.papers)
     check_profile(papers, args.profile)

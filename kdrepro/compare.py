@@ -1,0 +1,43 @@
+"""`python -m kdrepro compare OTHER`: which verdicts a second run of the same protocol changes.
+
+Two cold runs that differ only in a source of noise the seeds do not control (the torch thread count, another
+machine) should reach the same verdicts; a verdict that flips between them was decided by that noise. Compares each
+paper's claims.json in results/<profile>/ with the one in OTHER/<profile>/, claim by claim (by statement).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_verdicts(folder: Path) -> dict[tuple[str, str], dict]:
+    """Every claim published under `folder` (a profile's results), by (paper, statement)."""
+    return {(claims.parent.name, claim["statement"]): claim
+            for claims in sorted(folder.glob("*/claims.json")) for claim in json.loads(claims.read_text())}
+
+
+def verdict_differences(ours: Path, theirs: Path) -> tuple[int, list[dict[str, object]]]:
+    """The claims both folders publish, counted, and one row for each whose verdict differs (or that only one
+    folder publishes), with both gains in the claim's units (a fraction of error, BLEU points...)."""
+    a, b = read_verdicts(ours), read_verdicts(theirs)
+    rows = []
+    for paper, statement in sorted(a.keys() | b.keys()):
+        first, second = a.get((paper, statement), {}), b.get((paper, statement), {})
+        if first.get("verdict") != second.get("verdict"):
+            rows.append({"paper": paper, "claim": statement, "verdict": first.get("verdict", "absent"),
+                         "other verdict": second.get("verdict", "absent"), "gain": first.get("gain"),
+                         "other gain": second.get("gain"), "p adjusted": first.get("p_adjusted"),
+                         "other p adjusted": second.get("p_adjusted")})
+    return len(a.keys() & b.keys()), rows
+
+
+def print_differences(ours: Path, theirs: Path) -> None:
+    if not theirs.is_dir():
+        raise SystemExit(f"error: {theirs} is not a folder of results (give the folder that holds the papers' "
+                         f"folders, e.g. /tmp/rerun/cpu)")
+    both, rows = verdict_differences(ours, theirs)
+    for row in rows:
+        print(f"{row['paper']}: {row['claim']}\n    {row['verdict']} (gain {row['gain']}, p adj {row['p adjusted']})"
+              f" -> {row['other verdict']} (gain {row['other gain']}, p adj {row['other p adjusted']})")
+    print(f"{len(rows)} verdict(s) differ; {both} claims published in both {ours} and {theirs}")
