@@ -251,8 +251,12 @@ DEPARTURES = """
   batch, for five arms at five seeds) would take several times the `cpu` budget. `seq_kd_more` and the reverse-KL
   on-policy student share the checkpoint and differ only in their last epochs; the claim that compares them is
   the one least confounded by the checkpoint's schedule (08's Seq-KD student anneals once over 15 epochs).
-- Budget (profile `cpu`): one checkpoint (13 epochs of Seq-KD) and five late arms (2 epochs each) per seed, at five
-  seeds; 08's teacher and students come from 08's runs.
+- Budget and seeds (profile `cpu`): one checkpoint (13 epochs of Seq-KD) and five late arms (2 epochs each) per
+  seed, at five seeds; 08's teacher and students come from 08's runs. The pilot (seeds 100-102, validation only,
+  `results/cpu/pilots/on_policy.csv`; every precondition held) puts the MDE at five seeds within the SESOI only for
+  JSD against forward KL (SD of paired gains 1.3 BLEU); the others' paired SDs (2.5-4.8 BLEU, and 46 against
+  Word-KD, whose students are bimodal as 08's) would need 8 to 60 seeds, beyond the budget: their rows say so
+  where the verdict is inconclusive.
 - Divergence and sampling: GKD's generalised JSD per token, averaged over every token of a batch up to each
   output's EOS; beta = 0 is the forward KL(teacher || student), beta = 1 the reverse KL(student || teacher) (the
   ends of GKD's JSD(beta) as the limits of JSD(beta) / beta and JSD(beta) / (1 - beta), as TRL's GKDTrainer
