@@ -16,9 +16,17 @@ reproduce: env data ## train $(PROFILE)'s runs ($(JOBS) workers), run every note
 	$(PYTHON) -m kdrepro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPERS),--papers $(PAPERS))
 
 # Test files run $(JOBS) at a time (pytest-xdist), each file's tests, and each notebook's cells, in one process.
+# The notebooks run as `make reproduce` runs them: `work` first trains every run their plan lists, into a cache of
+# their own; a model or record the notebooks add after it is a run the plan does not list, and fails the test.
+SMOKE_CACHE := .cache/smoke-test
 test: env data ## unit tests, then every notebook under nbval on the smoke profile
 	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile tests
-	KDREPRO_PROFILE=smoke $(PYTHON) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	rm -rf $(SMOKE_CACHE)
+	KDREPRO_CACHE=$(SMOKE_CACHE) $(PYTHON) -m kdrepro work --profile smoke --workers $(JOBS)
+	ls $(SMOKE_CACHE)/models $(SMOKE_CACHE)/runs > $(SMOKE_CACHE)/listed.txt
+	KDREPRO_CACHE=$(SMOKE_CACHE) KDREPRO_PROFILE=smoke $(PYTHON) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	ls $(SMOKE_CACHE)/models $(SMOKE_CACHE)/runs | diff $(SMOKE_CACHE)/listed.txt - || \
+		{ echo "the notebooks trained or measured runs that 'python -m kdrepro plan --profile smoke' does not list"; exit 1; }
 
 bench: env data ## KD training throughput, notebook wall times and Seq-KD decoding speed, written to results/bench.md
 	$(PYTHON) benchmarks/bench.py
