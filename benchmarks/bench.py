@@ -235,7 +235,7 @@ def decode(model: Seq2Seq, sources: Tensor, beam: int, max_len: int) -> int:
 
 def decoding_on(device: torch.device, data, protocol: seqkd.Protocol) -> list[dict[str, object]]:
     """Each model decoding greedily and with the profile's beam, in turn, REPEATS times; median speeds."""
-    sources = data.sources(data.test).to(device)
+    sources = data.corpus.sources(data.corpus.test).to(device)
     models = seqkd_models(data, protocol, device)
     speeds: dict[tuple[str, int], list[float]] = {(name, beam): [] for name in models for beam in (1, BEAM)}
     for _ in range(REPEATS):
@@ -258,8 +258,8 @@ def decoding() -> Section:
     for device in devices():
         print(f"decoding speed on {device_name(device)}...", file=sys.stderr)
         rows += decoding_on(device, data, protocol)
-    title = (f"Seq-KD decoding speed: target tokens per second, the seqkd `cpu` profile's {len(data.test)} test "
-             f"sources in one batch, median of {REPEATS}")
+    title = (f"Seq-KD decoding speed: target tokens per second, the seqkd `cpu` profile's {len(data.corpus.test)} "
+             f"test sources in one batch, median of {REPEATS}")
     note = ("Untrained models of the profile's architectures and vocabularies, with the end of sentence forbidden so "
             f"that every output is {protocol.max_len} words (the profile's cap): the cost of a decoding step does not "
             "depend on the weights, only the number of steps does. Beam search counts the words of its best "

@@ -136,3 +136,14 @@ def test_a_reproduce_that_began_warm_is_not_held_against_the_cold_budgets(isolat
     monkeypatch.setattr(bench, "warm_reproduce_seconds", lambda: None)
     _, rows, _ = bench.budgets()
     assert all(row["within"] == "not measured" for row in rows)
+
+
+def test_decoding_speed_decodes_every_test_source_of_the_task_greedily_and_with_the_beam():
+    from kdrepro.experiments import seqkd
+    protocol = seqkd.PROFILES["smoke"]
+    data = seqkd.load(protocol)
+    rows = bench.decoding_on(torch.device("cpu"), data, protocol)
+    assert [row["model"] for row in rows] == ["teacher 1x32", "student 1x16"]
+    words = bench.decode(bench.seqkd_models(data, protocol, torch.device("cpu"))["student 1x16"],
+                         data.corpus.sources(data.corpus.test), 1, protocol.max_len)
+    assert words == len(data.corpus.test) * protocol.max_len   # EOS forbidden: every output is max_len words
