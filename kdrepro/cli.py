@@ -207,7 +207,10 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
         else:
             todo.append(paper_id)
     pending, listed = pending_runs(todo, profile)
-    train_runs(todo, profile, jobs)
+    if pending:
+        train_runs(todo, profile, jobs)
+    elif todo:   # workers would only plan and find nothing to do
+        print(f"reproduce: every listed run of {', '.join(todo)} is cached", flush=True)
     if jobs > 1 and len(todo) > 1:
         print(f"reproduce: {len(todo)} papers, {jobs} at a time, longest first", flush=True)
         failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)

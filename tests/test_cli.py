@@ -297,6 +297,10 @@ def test_reproduce_trains_the_papers_runs_before_it_renders_their_notebooks(tiny
     monkeypatch.setenv("KDREPRO_DEVICE", "cpu")
     cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd", "--jobs", "2"])
     assert seen == [{"cached"}]
+    # from a warm cache, no worker is started
+    monkeypatch.setattr(cli, "work_in_processes", lambda *args: pytest.fail("a worker started with nothing to do"))
+    cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd", "--jobs", "2", "--force"])
+    assert seen == [{"cached"}] * 2
 
 
 def test_a_reproduce_records_its_time_and_each_papers_runs_and_render_seconds(isolated):
