@@ -56,11 +56,11 @@ def datasets(module: ModuleType, protocol) -> dict[str, Data]:
     return {"main": module.load(protocol)}
 
 
-def teachers(arm: Arm) -> list[Arm]:
+def trained_before(arm: Arm) -> list[Arm]:
     """The arms whose models the arm's training needs, the first-trained first: its teacher and the arm it starts
     from, each after the arms it needs itself."""
     return [needed for before in (arm.teacher, arm.start) if before is not None
-            for needed in teachers(before) + [before]]
+            for needed in trained_before(before) + [before]]
 
 
 def entries(paper_id: str, profile: str, device: str, cache: Cache) -> list[Entry]:
@@ -73,7 +73,7 @@ def entries(paper_id: str, profile: str, device: str, cache: Cache) -> list[Entr
         models = tuple(dict.fromkeys(cache.model_path(*keys.model(arm, data[run.data])) for arm in needed_arms(run)))
         record = models[-1] if run.measure is None else cache.record_path(*keys.record(run.arm, data[run.data],
                                                                                         run.measure))
-        located.append(Entry(paper_id, run, record, models, len(teachers(run.arm))))
+        located.append(Entry(paper_id, run, record, models, len(trained_before(run.arm))))
     return located
 
 
@@ -81,7 +81,7 @@ def needed_arms(run: Run) -> list[Arm]:
     """The arms whose models a run needs, each after its teachers: a `TeacherMeasure`'s teacher, and the run's."""
     measured = [run.arm] if not isinstance(run.measure, TeacherMeasure) else [run.measure.teacher.at(run.arm.seed),
                                                                               run.arm]
-    return [arm for last in measured for arm in teachers(last) + [last]]
+    return [arm for last in measured for arm in trained_before(last) + [last]]
 
 
 def teachers_first(located: list[Entry]) -> list[Entry]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 

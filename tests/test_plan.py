@@ -11,7 +11,7 @@ from kdrepro import cli
 from kdrepro.cache import Cache
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import hinton_kd
-from kdrepro.plan import entries, plan, state, teachers
+from kdrepro.plan import entries, plan, state, trained_before
 
 # Hinton's smoke notebook: 16 runs; kd and kd_T20 are one configuration (T = 20), so 15 records
 HINTON_SMOKE_RUNS, HINTON_SMOKE_RECORDS = 16, 15
@@ -47,8 +47,9 @@ def test_an_arm_comes_after_its_teacher_and_after_the_arm_it_starts_from_with_th
     arms = hinton_kd.arms(hinton_kd.PROFILES["smoke"])
     checkpoint = arms["kd"]
     fine_tuned = replace(arms["student"], name="fine_tuned", start=checkpoint)
-    assert [arm.name for arm in teachers(fine_tuned)] == ["teacher", "kd"]
-    assert [arm.name for arm in teachers(replace(fine_tuned, teacher=arms["teacher"]))] == ["teacher", "teacher", "kd"]
+    assert [arm.name for arm in trained_before(fine_tuned)] == ["teacher", "kd"]
+    taught = replace(fine_tuned, teacher=arms["teacher"])
+    assert [arm.name for arm in trained_before(taught)] == ["teacher", "teacher", "kd"]
 
 
 def test_a_run_the_notebook_makes_fills_the_entries_the_plan_names(tiny_fashion_mnist):

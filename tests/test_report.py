@@ -203,14 +203,20 @@ def test_make_report_judges_the_published_runs_again_and_flags_a_diverged_run(is
     assert rejudge("cpu", "fitnets") == verdicts and (folder / "README.md").read_text() == text
 
 
+def published_results(folder, runs_csv: str, statement: str) -> str:
+    """A paper's results as a run published them: runs.csv and a claims.json with one reproduced claim."""
+    folder.mkdir(parents=True)
+    (folder / "runs.csv").write_text(runs_csv)
+    published = json.dumps([{"statement": statement, "verdict": "reproduced"}])
+    (folder / "claims.json").write_text(published)
+    return published
+
+
 def test_runs_that_predate_a_claims_arm_keep_their_verdicts_and_say_what_to_run(isolated, monkeypatch, capsys):
     claims = [Claim("kd beats a random teacher's student", better="kd", worse="kd_random")]
     monkeypatch.setattr(experiments, "module", lambda paper_id: SimpleNamespace(CLAIMS=claims))
     folder = isolated / "results" / "cpu" / "hinton_kd"
-    folder.mkdir(parents=True)
-    (folder / "runs.csv").write_text("arm,seed,test_error\nkd,0,0.15\nstudent,0,0.2\n")
-    published = json.dumps([{"statement": claims[0].statement, "verdict": "reproduced"}])
-    (folder / "claims.json").write_text(published)
+    published = published_results(folder, "arm,seed,test_error\nkd,0,0.15\nstudent,0,0.2\n", claims[0].statement)
     assert rejudge("cpu", "hinton_kd") is None
     assert (folder / "claims.json").read_text() == published
     assert "make reproduce PAPERS=hinton_kd PROFILE=cpu" in capsys.readouterr().err
@@ -220,9 +226,7 @@ def test_runs_published_with_other_claims_are_not_judged_by_todays(isolated, mon
     claims = [Claim("kd beats the student", better="kd", worse="student")]
     monkeypatch.setattr(experiments, "module", lambda paper_id: SimpleNamespace(CLAIMS=claims))
     folder = isolated / "results" / "cpu" / "fsp"
-    folder.mkdir(parents=True)
-    (folder / "runs.csv").write_text("arm,seed,test_error\nkd,0,0.15\nkd,1,0.1\nstudent,0,0.2\nstudent,1,0.2\n")
-    published = json.dumps([{"statement": "kd beats the student in a third of the updates", "verdict": "reproduced"}])
-    (folder / "claims.json").write_text(published)
+    published = published_results(folder, "arm,seed,test_error\nkd,0,0.15\nkd,1,0.1\nstudent,0,0.2\nstudent,1,0.2\n",
+                                  "kd beats the student in a third of the updates")
     assert rejudge("cpu", "fsp") is None and (folder / "claims.json").read_text() == published
     assert "the paper's claims changed since they were published" in capsys.readouterr().err

@@ -166,12 +166,12 @@ def history_columns(arm: str, history: History) -> dict[str, object]:
     """The training seconds, and for a network alone on the labels or a peer its learning curve, "train_loss": its
     training cross-entropy in each epoch (a peer's own term "ce_k") and, for a peer, its network ("a" or "b")."""
     cohort, _, k = arm.rpartition("_")
-    if arm in COHORTS or "ce" not in history.terms and cohort not in COHORTS:
-        return {"seconds": history.seconds}
-    if cohort in COHORTS:
+    if cohort in COHORTS:   # a peer: its own term of the cohort's loss
         return {"train_loss": history.terms[f"ce_{k}"], "network": COHORTS[cohort][int(k) - 1],
                 "seconds": history.seconds}
-    return {"train_loss": history.terms["ce"], "seconds": history.seconds}
+    if "ce" in history.terms:   # a network alone on the labels
+        return {"train_loss": history.terms["ce"], "seconds": history.seconds}
+    return {"seconds": history.seconds}   # a cohort read as a whole, or the label-smoothing control
 
 
 def runs(p: Protocol) -> list[Run]:
