@@ -36,6 +36,8 @@ PROFILE_THREADS = {"cpu": 1}
 # ...unless this variable says otherwise: a rerun at another count shows which numbers depend on it (use a cache of
 # its own: the thread count is not part of a cache key)
 THREADS_VARIABLE = "KDREPRO_THREADS"
+# the names of the cache entries of a trained model and of its training history: shared by every paper
+MODEL, HISTORY = "model", "history"
 
 
 def profile_threads(profile: str) -> int | None:
@@ -123,8 +125,9 @@ class CacheKeys:
 
     def model(self, arm: Arm, data: Data) -> tuple[str, dict[str, Any]]:
         """A trained model's entry: what it depends on is the arm's spec, the data's, and the device (GPU and CPU
-        numbers differ in the last digits). Nothing else, so no key is written by hand."""
-        return self.paper, {"arm": self.arm(arm).key(), "data": data.key(), "device": self.device}
+        numbers differ in the last digits). Nothing else, so no key is written by hand; not even the paper, so
+        that a paper reusing another's arm (09 reuses 08's students) reads the model the other trained."""
+        return MODEL, {"arm": self.arm(arm).key(), "data": data.key(), "device": self.device}
 
     def record(self, arm: Arm, data: Data, measure: Measure) -> tuple[str, dict[str, Any]]:
         """A run's entry: its model's key and the measure's spec."""
@@ -170,7 +173,7 @@ class Experiment:
                 return arm.net.build(arm.seed, drawn).to(self.device) if start is None else copy.deepcopy(start)
 
             self._trained[digest] = self.cache.model(
-                self.paper.id, key, initial,
+                MODEL, key, initial,
                 lambda model: self._keep_histories(key, train_arm(arm, model, drawn, teacher)))
         return self._trained[digest]
 
@@ -184,10 +187,10 @@ class Experiment:
             raise FileNotFoundError(f"{arm.name} seed {arm.seed}: its model was cached without its training history "
                                     f"(by an older checkout); delete {self.cache.root / 'models'} to train it again")
 
-        return [History(**stage) for stage in self.cache.record(f"{self.paper.id}-history", key, missing)["stages"]]
+        return [History(**stage) for stage in self.cache.record(HISTORY, key, missing)["stages"]]
 
     def _keep_histories(self, key: dict[str, Any], histories: list[History]) -> None:
-        self.cache.record(f"{self.paper.id}-history", key, lambda: {"stages": [asdict(h) for h in histories]})
+        self.cache.record(HISTORY, key, lambda: {"stages": [asdict(h) for h in histories]})
 
     def run(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so

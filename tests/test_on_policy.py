@@ -52,6 +52,19 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert len(pd.read_csv(folder / "runs.csv")) == len(runs) and (folder / "table2.csv").exists()
 
 
+def test_the_students_09_shares_with_08_are_read_from_08s_training_not_trained_again(tiny_paper_profile, isolated):
+    p = on_policy.PROFILES["paper"]
+    data = on_policy.load(p)
+    ours, theirs = on_policy.arms(p), seqkd.arms(on_policy.base(p))
+    trained_by_08 = Experiment(seqkd, "paper").train(theirs["baseline"], data)
+    models = sorted((isolated / "cache" / "models").iterdir())
+    exp = Experiment(on_policy, "paper")
+    read_by_09 = exp.train(ours["baseline"], data)
+    assert sorted((isolated / "cache" / "models").iterdir()) == models
+    assert all(a.equal(b) for a, b in zip(read_by_09.state_dict().values(), trained_by_08.state_dict().values()))
+    assert len(exp.histories(ours["baseline"], data)[0].loss) == 2   # 08's training history: its two epochs
+
+
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_student_makes_08s_updates_and_the_late_arms_share_one_seq_kd_checkpoint(profile):
     p = on_policy.PROFILES[profile]
