@@ -15,7 +15,7 @@ from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy
 from kdrepro.schemes import Teacher
 from kdrepro.seeds import seeded
-from kdrepro.speed import channels_last, fast, for_device
+from kdrepro.speed import fast, for_device
 from kdrepro.train import Recipe, fit
 
 STUDENT = {"family": "resnet", "depth": 8, "channels": (8, 8, 16, 32)}
@@ -70,25 +70,17 @@ def test_fast_switches_on_every_recipe_of_an_arm_its_stages_and_its_teachers():
     assert replace(arm.recipe, bf16=False, channels_last=False) == arm_with_everything().recipe
 
 
-def test_channels_last_switches_on_every_recipe_of_an_arm_and_nothing_else():
-    arm = channels_last(arm_with_everything())
-    recipes = [arm.recipe, arm.objective[0].recipe, arm.teacher.recipe]
-    assert all(recipe.channels_last and not recipe.bf16 for recipe in recipes)
-    assert replace(arm.recipe, channels_last=False) == arm_with_everything().recipe
-
-
-@pytest.mark.parametrize("asked, profile, device, speed", [
-    ("1", "paper", "cuda", fast), ("1", "smoke", "cuda", None), ("1", "cpu", "cuda", None),
-    ("0", "paper", "cuda", None), (None, "paper", "cuda", None),
-    ("1", "paper", "cpu", channels_last), (None, "cpu", "cpu", channels_last), (None, "smoke", "cpu", channels_last)])
-def test_bf16_only_when_asked_in_the_paper_profile_on_a_gpu_and_channels_last_on_any_cpu(asked, profile, device,
-                                                                                         speed, monkeypatch):
+@pytest.mark.parametrize("asked, profile, device, on", [
+    ("1", "paper", "cuda", True), ("1", "paper", "cpu", False), ("1", "smoke", "cuda", False),
+    ("1", "cpu", "cuda", False), ("0", "paper", "cuda", False), (None, "paper", "cuda", False)])
+def test_speed_is_on_only_when_asked_in_the_paper_profile_on_a_gpu(asked, profile, device, on, monkeypatch):
     if asked is None:
         monkeypatch.delenv("KDREPRO_BF16", raising=False)
     else:
         monkeypatch.setenv("KDREPRO_BF16", asked)
     arm = arm_with_everything()
-    assert for_device(arm, profile, device) == (arm if speed is None else speed(arm))
+    assert (for_device(arm, profile, device) == fast(arm)) is on
+    assert (for_device(arm, profile, device) == arm) is not on
 
 
 def test_a_bf16_switch_that_is_neither_0_nor_1_is_refused_with_the_variable_named(monkeypatch):
