@@ -10,6 +10,7 @@ ablations).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Sequence
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from kdrepro.data import Batch, Data
 from kdrepro.losses.response import ensemble_logits
-from kdrepro.taps import forward_with_features
+from kdrepro.taps import feature_shapes, forward_with_features
 from kdrepro.train import predict_logits
 
 if TYPE_CHECKING:
@@ -37,22 +38,22 @@ class Teacher:
     """The offline scheme's teacher: a trained model, frozen, whose outputs an objective reads per batch.
 
     Decided here, once, for every method: when the inputs never change between epochs (no augmentation), the
-    teacher's outputs for the whole training split are computed once and indexed by the batch's rows; otherwise
-    the frozen module is called on every (augmented) batch. `rows` maps the student's training split (a subset,
-    a transfer set) back to rows of the full split `train_x`.
+    teacher's outputs (and the features a method reads) for the whole training split are computed once and
+    indexed by the batch's rows; otherwise the frozen module is called on every (augmented) batch. `rows` maps
+    the student's training split (a subset, a transfer set) back to rows of the full split `train_x`.
     """
 
     def __init__(self, model: nn.Module, train_x: Tensor, rows: Tensor | None = None, augmented: bool = False):
         self.model = freeze(model)
         self._train_x, self._rows, self.augmented = train_x, rows, augmented
         self._outputs: Tensor | None = None
+        self._features: dict[tuple[str, ...], tuple[Tensor, dict[str, Tensor]] | None] = {}
 
     def outputs(self, batch: Batch) -> Tensor:
         """The teacher's outputs (logits, or embeddings for a metric-learning teacher) for the batch."""
         if self.augmented:
             return predict_logits(self.model, batch.x)
-        index = batch.index if self._rows is None else self._rows.to(batch.index.device)[batch.index]
-        return self.split_outputs()[index]
+        return self.split_outputs()[self._rows_of(batch)]
 
     def split_outputs(self) -> Tensor:
         """The outputs for every row of the full training split, computed on first use and kept."""
@@ -61,9 +62,40 @@ class Teacher:
         return self._outputs
 
     @torch.no_grad()
-    def features(self, x: Tensor, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
-        """The teacher's output and its modules' outputs called `names`, for the inputs x."""
-        return forward_with_features(self.model, x, names)
+    def features(self, batch: Batch, names: Sequence[str]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The teacher's output and its modules' outputs called `names`, for the batch: like `outputs`, read from
+        the whole training split's, computed once, unless the inputs change (augmented) or the split's features
+        would take more than FEATURES_KEPT_BYTES (then computed for each batch)."""
+        names = tuple(names)
+        if names not in self._features:   # decided once for each set of names
+            kept = not self.augmented and self._features_fit(names)
+            self._features[names] = split_features(self.model, self._train_x, names) if kept else None
+        if self._features[names] is None:
+            return forward_with_features(self.model, batch.x, names)
+        output, features = self._features[names]
+        rows = self._rows_of(batch)
+        return output[rows], {name: feature[rows] for name, feature in features.items()}
+
+    def _rows_of(self, batch: Batch) -> Tensor:
+        """The batch's rows in the full training split."""
+        return batch.index if self._rows is None else self._rows.to(batch.index.device)[batch.index]
+
+    def _features_fit(self, names: tuple[str, ...]) -> bool:
+        shapes = feature_shapes(self.model, tuple(self._train_x.shape[1:]), names)
+        return len(self._train_x) * sum(math.prod(shape) for shape in shapes.values()) * 4 <= FEATURES_KEPT_BYTES
+
+
+# the most memory a teacher's features over the training split may keep (float32): the `cpu` profiles' take 25 to
+# 50 MB; the paper profiles augment their inputs, so their teachers compute features for each batch anyway
+FEATURES_KEPT_BYTES = 2 ** 30
+
+
+def split_features(model: nn.Module, x: Tensor, names: tuple[str, ...], chunk: int = 128
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
+    """`forward_with_features` over every row of x, in chunks (as `predict_logits`), concatenated."""
+    passes = [forward_with_features(model, x[start: start + chunk], names) for start in range(0, len(x), chunk)]
+    return (torch.cat([output for output, _ in passes]),
+            {name: torch.cat([features[name] for _, features in passes]) for name in names})
 
 
 # --- online: a cohort of peers that teach each other (Zhang et al. 2018, Deep Mutual Learning) -------------------

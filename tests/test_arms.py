@@ -11,6 +11,7 @@ from kdrepro.arms import Arm, Net, Rows, Stage, spec_key, train_arm
 from kdrepro.cache import package_fingerprint
 from kdrepro.data import Batch, Data, Split
 from kdrepro.experiment import Experiment
+from kdrepro import experiments
 from kdrepro.experiments import hinton_kd
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy
@@ -285,3 +286,14 @@ def test_teacher_outputs_are_the_frozen_models_logits_for_the_batch_rows():
     torch.testing.assert_close(teacher.outputs(batch), expected)
     torch.testing.assert_close(Teacher(model, data.train.x, rows, augmented=True).outputs(batch), expected)
     assert not any(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("paper", ["hinton_kd", "fitnets", "attention_transfer", "fsp", "rkd", "seqkd"])
+def test_a_paper_with_one_teacher_trains_it_once_for_every_seeds_students(paper):
+    module = experiments.module(paper)
+    for protocol in module.PROFILES.values():
+        arms = module.arms(protocol)
+        teacher = arms["teacher"]
+        assert teacher.shared and teacher.at(4) == teacher and teacher.seed == 0
+        taught = [arm for arm in arms.values() if arm.teacher is not None and arm.teacher.name == "teacher"]
+        assert taught and all(arm.at(4).seed == 4 and arm.at(4).teacher == teacher for arm in taught)

@@ -13,8 +13,10 @@ from kdrepro.losses.response import kd_loss
 from kdrepro.models import plain_cnn, wide_resnet
 from kdrepro.objectives import Context
 from kdrepro.objectives.feature import AttentionTransfer, AttentionTransferKD, Hints, HintsWithLabels
+from kdrepro import schemes
 from kdrepro.schemes import Teacher
 from kdrepro.seeds import seeded
+from kdrepro.taps import forward_with_features
 from kdrepro.train import Recipe, fit
 
 GROUPS = (("block1", "block1"), ("block3", "block3"))
@@ -104,6 +106,26 @@ def thin_and_wide():
     teacher = plain_cnn(((8,), (16,)), in_channels=1).eval()    # relu2: (16, 6, 6)
     student = plain_cnn(((4, 4), (4, 4, 4)), in_channels=1)      # relu4: (4, 6, 6), relu2: (4, 12, 12)
     return teacher, student
+
+
+def test_teacher_features_are_computed_once_over_the_split_and_read_at_the_batchs_rows(monkeypatch):
+    teacher, _ = thin_and_wide()
+    x = torch.randn(10, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    rows = torch.tensor([1, 4, 6, 9])                  # the student's split: rows 1, 4, 6, 9 of the full one
+    b = Batch(x[rows][[3, 0]], torch.zeros(2, dtype=torch.long), torch.tensor([3, 0]))   # full rows 9 and 1
+    expected_logits, expected = forward_with_features(teacher.eval(), x[[9, 1]], ["relu2"])
+    passes, split_features = [], schemes.split_features
+    monkeypatch.setattr(schemes, "split_features", lambda *args: passes.append(args) or split_features(*args))
+    frozen = Teacher(teacher, x, rows)
+    for _ in range(2):
+        logits, features = frozen.features(b, ["relu2"])
+        torch.testing.assert_close(logits, expected_logits)
+        torch.testing.assert_close(features["relu2"], expected["relu2"])
+    assert len(passes) == 1 and len(passes[0][1]) == 10           # one pass, over all ten rows
+    monkeypatch.setattr(schemes, "FEATURES_KEPT_BYTES", 10 * 16 * 6 * 6 * 4 - 1)   # relu2: 16 x 6 x 6 floats a row
+    for too_large_or_augmented in (Teacher(teacher, x, rows), Teacher(teacher, x, rows, augmented=True)):
+        torch.testing.assert_close(too_large_or_augmented.features(b, ["relu2"])[1]["relu2"], expected["relu2"])
+    assert len(passes) == 1                                        # both computed for the batch alone
 
 
 def test_the_hint_regressor_makes_the_guided_map_the_hints_shape():

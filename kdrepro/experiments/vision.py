@@ -30,6 +30,7 @@ class Pair:
     download: bool = False
     image_size: int | None = None   # resize the images (None: as published)
     test_size: int | None = None    # the first test images only (None: the whole test set; smoke runs use fewer)
+    teacher_seed: int = 0           # the one teacher, trained at this seed, that every seed's students learn from
 
 
 def load(pair: Pair) -> Data:
@@ -54,9 +55,11 @@ def pair_arms(pair: Pair, distilled: dict[str, Objective | tuple[Stage, ...]], p
               ) -> dict[str, Arm]:
     """The pair's teacher (labels alone, weights of its own), its student on labels alone, and a student per
     distilling objective (or stages) of `distilled`, each learning from that teacher; named `prefix` + their key.
-    Every student starts from the same weights at a seed, sees the same batches and follows the pair's student
-    recipe, so the arms differ by their objective alone."""
-    teacher = Arm(f"{prefix}teacher", Net(pair.teacher, "teacher"), CrossEntropy(), pair.teacher_recipe)
+    One teacher for every seed, as the papers train one: trained once at `teacher_seed` on that seed's draw (a
+    shared arm), it pays for more student seeds. Every student starts from the same weights at a seed, sees the
+    same batches and follows the pair's student recipe, so the arms differ by their objective alone."""
+    teacher = Arm(f"{prefix}teacher", Net(pair.teacher, "teacher"), CrossEntropy(), pair.teacher_recipe,
+                  seed=pair.teacher_seed, shared=True)
     student = Net(pair.student, "student")
     return {"teacher": teacher, "student": Arm(f"{prefix}student", student, CrossEntropy(), pair.student_recipe),
             **{name: Arm(prefix + name, student, objective, pair.student_recipe, teacher)

@@ -150,7 +150,7 @@ def regressor(objective: Hints | HintsWithLabels, model: nn.Module, teacher: Tea
 def regressed_and_hint(objective: Hints | HintsWithLabels, model: nn.Module, batch: Batch,
                        context: Context) -> tuple[Tensor, Tensor, Tensor]:
     """The student's logits, its regressed guided features r(v_g(x)) and the teacher's hint u_h(x)."""
-    _, hints = context.require_teacher(objective).features(batch.x, [objective.hint])
+    _, hints = context.require_teacher(objective).features(batch, [objective.hint])
     logits, guided = forward_with_features(model, batch.x, [objective.guided])
     return logits, context.modules["regressor"](guided[objective.guided]), hints[objective.hint]
 
@@ -159,7 +159,7 @@ def attention_terms(objective: AttentionTransfer | AttentionTransferKD, model: n
                     context: Context) -> tuple[Tensor, Tensor, Tensor]:
     """The student's logits, the teacher's logits (from the same pass that reads its features) and the weighted
     attention term beta/2 sum_j AT_j."""
-    teacher_logits, teacher = context.require_teacher(objective).features(batch.x, [t for _, t in objective.layers])
+    teacher_logits, teacher = context.require_teacher(objective).features(batch, [t for _, t in objective.layers])
     logits, student = forward_with_features(model, batch.x, [s for s, _ in objective.layers])
     total = sum(layer_pair_loss(s, t, student[s], teacher[t], objective.p, objective.form) for s, t in objective.layers)
     return logits, teacher_logits, objective.beta / 2 * total

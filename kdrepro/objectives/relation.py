@@ -48,7 +48,7 @@ class FSP(Objective):
         return (1.0,) * len(self.pairs) if self.weights is None else tuple(self.weights)
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
-        _, features = context.require_teacher(self).features(batch.x, layer_names(self.pairs))
+        _, features = context.require_teacher(self).features(batch, layer_names(self.pairs))
         teacher = flow_matrices(features, self.pairs)
         student = fsp_matrices(model, batch.x, self.pairs)
         return {"fsp": sum(weight * pair_loss(pair, student[pair], teacher[pair])
@@ -126,7 +126,7 @@ class RKDWithKD(Objective):
         check_rkd_weights(self.distance_weight, self.angle_weight)
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
-        teacher_logits, teacher = context.require_teacher(self).features(batch.x, [self.layer])
+        teacher_logits, teacher = context.require_teacher(self).features(batch, [self.layer])
         logits, student = forward_with_features(model, batch.x, [self.layer])
         return {**response_terms(logits, teacher_logits, batch.y, self.temperature, self.hard_weight),
                 **rkd_terms(student[self.layer], teacher[self.layer], self.distance_weight, self.angle_weight)}
