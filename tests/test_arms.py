@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdrepro import experiments
 from kdrepro.arms import Arm, Net, Rows, Stage, spec_key, train_arm
 from kdrepro.cache import package_fingerprint
 from kdrepro.data import Batch, Data, Split
 from kdrepro.experiment import Experiment
-from kdrepro import experiments
 from kdrepro.experiments import hinton_kd
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.objectives.task import CrossEntropy

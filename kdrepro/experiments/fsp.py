@@ -116,13 +116,14 @@ def shortened(recipe: Recipe, fraction: float) -> Recipe:
 
 
 def arms(p: Protocol) -> dict[str, Arm]:
-    """Every arm, at seed 0 (`Arm.at` moves one to another seed). One teacher for every seed, as the paper trains
-    one (trained once at `teacher_seed` on that seed's draw: a shared arm); every student of one architecture starts from the same initial weights. An initialised student runs stage 1 (FSP matrices,
-    or a hint through FitNets' regressor, with a recipe of its own) and then stage 2, cross-entropy for the rest of
-    its budget: stage 1's updates are counted, so it makes as many updates as the scratch student it is compared
-    with. Minimisation: the small student, the budget the student recipe. Fast optimisation (section 4.1): a
-    network of the teacher's architecture, a third of the teacher's iterations for stage 1 and stage 2 together.
-    Stage 2 and the scratch students record validation accuracy after every epoch (the curves)."""
+    """Every arm, at seed 0 (`Arm.at` moves one to another seed). One teacher for every seed, as the paper trains one
+    (trained once at `teacher_seed` on that seed's draw: a shared arm); every student of one architecture starts
+    from the same initial weights. An initialised student runs stage 1 (FSP matrices, or a hint through FitNets'
+    regressor, with a recipe of its own) and then stage 2, cross-entropy for the rest of its budget: stage 1's
+    updates are counted, so it makes as many updates as the scratch student it is compared with. Minimisation: the
+    small student, the budget the student recipe. Fast optimisation (section 4.1): a network of the teacher's
+    architecture, a third of the teacher's iterations for stage 1 and stage 2 together. Stage 2 and the scratch
+    students record validation accuracy after every epoch (the curves)."""
     teacher = Arm("teacher", Net(p.teacher, "teacher"), CrossEntropy(), p.teacher_recipe, seed=p.teacher_seed,
                   shared=True)
     student, fast = Net(p.student), Net(p.teacher)

@@ -118,11 +118,12 @@ def mlp_net(hidden: tuple[int, ...], init: str, dropout: float = 0.0, input_drop
 
 
 def arms(p: Protocol) -> dict[str, Arm]:
-    """Every arm of section 3, at seed 0 (`Arm.at` moves one to another seed). One teacher for every seed, as the
-    paper trains one (trained once at `teacher_seed` on that seed's draw: a shared arm); students of one size share their initial weights and batch order,
-    and every student gets the same number of optimisation steps (`Rows.same_steps`), whatever its transfer set.
-    The control "kd_random" is "kd" taught by the teacher's network left at its random initial weights (no
-    training stage; each seed its own draw of them): what soft targets do without knowledge."""
+    """Every arm of section 3, at seed 0 (`Arm.at` moves one to another seed). One teacher for every seed, as the paper
+    trains one (trained once at `teacher_seed` on that seed's draw: a shared arm); students of one size share their
+    initial weights and batch order, and every student gets the same number of optimisation steps
+    (`Rows.same_steps`), whatever its transfer set. The control "kd_random" is "kd" taught by the teacher's network
+    left at its random initial weights (no training stage; each seed its own draw of them): what soft targets do
+    without knowledge."""
     teacher_net = mlp_net(p.teacher_hidden, "teacher", p.teacher_dropout, p.teacher_input_dropout)
     teacher = Arm("teacher", teacher_net, CrossEntropy(), p.teacher_recipe, seed=p.teacher_seed, shared=True)
     random_teacher = Arm("random_teacher", replace(teacher_net, init="random teacher"), (), p.teacher_recipe)
