@@ -348,23 +348,34 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = ALPHA, target: f
     return float(optimize.brentq(lambda effect: power(effect, sd, n, alpha) - target, 0, 1000 * sd))
 
 
+EQUIVALENCE_POWER = 1 - (1 - POWER) / 2   # each of TOST's two one-sided tests (see equivalence_mde)
+
+
 def equivalence_mde(sd: float, n: int) -> float:
     """The smallest margin TOST shows with 80% power when the true difference is 0: each one-sided test then needs
     90% power (the two miss on opposite sides, so their misses add up to at most 20%)."""
-    return minimum_detectable_effect(sd, n, target=1 - (1 - POWER) / 2)
+    return minimum_detectable_effect(sd, n, target=EQUIVALENCE_POWER)
 
 
 def seeds_needed(sd: float, effect: float, alike: bool = False) -> int | None:
-    """The fewest seeds whose MDE, at this SD of the gains, is no larger than `effect`; None beyond MAX_SEEDS."""
+    """The fewest seeds whose MDE, at this SD of the gains, is no larger than `effect`; None beyond MAX_SEEDS.
+    Power grows with the effect, so MDE(n) <= effect exactly when the power at `effect` reaches the target: one
+    power evaluation per seed count tried, not a root search."""
     if not (np.isfinite(sd) and effect > 0):
         return None
-    mde = equivalence_mde if alike else minimum_detectable_effect
-    if mde(sd, MAX_SEEDS) > effect:
+    if sd == 0:
+        return 2
+    target = EQUIVALENCE_POWER if alike else POWER
+
+    def reaches(n: int) -> bool:
+        return n >= 2 and power(effect, sd, n) >= target
+
+    if not reaches(MAX_SEEDS):
         return None
-    low, high = 1, MAX_SEEDS  # the MDE falls as seeds are added: bisect for the first n that reaches the effect
+    low, high = 1, MAX_SEEDS  # power grows as seeds are added: bisect for the first n that reaches the target
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (low, middle) if mde(sd, middle) <= effect else (middle, high)
+        low, high = (low, middle) if reaches(middle) else (middle, high)
     return high
 
 

@@ -164,6 +164,7 @@ def test_rewording_a_departure_or_recolouring_a_figure_keeps_every_key(package_c
     edit(package_copy / "experiments" / "hinton_kd.py", "DEPARTURES = \"\"\"", "DEPARTURES = \"\"\"\n- Reworded.")
     edit(package_copy / "experiments" / "hinton_kd.py", 'color="grey"', 'color="black"')
     edit(package_copy / "overview.py", "import", "import os  # an unused line\nimport")
+    edit(package_copy / "claims.py", "MAX_SEEDS = 1000", "MAX_SEEDS = 2000")   # verdicts are judged at render
     assert package_fingerprint(package_copy) == before
 
 

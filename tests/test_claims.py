@@ -17,6 +17,7 @@ from kdrepro.claims import (
     Recovers,
     benjamini_hochberg,
     discussion,
+    equivalence_mde,
     diverged,
     holm,
     judge,
@@ -98,6 +99,14 @@ def test_seeds_needed_is_the_fewest_whose_mde_reaches_the_effect():
     needed = seeds_needed(sd, effect)
     assert minimum_detectable_effect(sd, needed) <= effect < minimum_detectable_effect(sd, needed - 1)
     assert seeds_needed(1.0, 1e-6) is None  # beyond MAX_SEEDS
+
+
+@pytest.mark.parametrize("sd, effect, alike", [(0.8, 0.5, False), (0.3, 0.9, False), (0.8, 0.5, True),
+                                                (0.1, 0.03, True), (0.0, 0.5, False)])
+def test_seeds_needed_agrees_with_counting_up_the_mde(sd, effect, alike):
+    mde = equivalence_mde if alike else minimum_detectable_effect
+    first = next(n for n in range(2, 200) if mde(sd, n) <= effect)   # the definition, one seed count at a time
+    assert seeds_needed(sd, effect, alike=alike) == first
 
 
 # --- verdicts on synthetic runs with a known truth ---------------------------------------------------------------
