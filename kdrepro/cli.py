@@ -8,12 +8,9 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -22,24 +19,17 @@ from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import REPRODUCED
 from kdrepro.compare import print_differences
 from kdrepro.data import DatasetNotFoundError
-from kdrepro.experiment import device_name, profile_variable
-from kdrepro.locks import Locked, held
+from kdrepro.experiment import PROFILE_VARIABLE, device_name, profile_variable
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
 from kdrepro.pilot import PILOT_SEEDS, pilot
 from kdrepro.plan import has_runs, plan, print_plan
 from kdrepro.processes import Command, run_processes, thread_environment
+from kdrepro.render import PaperFailed, executed_notebook, render
 from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
 from kdrepro.results import atomic_write_text
 from kdrepro.work import seconds_by_paper, work_in_processes
 
-# The longest path a Unix socket may have: 107 bytes on Linux, 103 on macOS (sun_path less its final NUL)
-MAX_SOCKET_PATH = 103
 INTERRUPTED = 130  # the exit status of a process stopped by SIGINT, as shells report it
-
-
-def executed_notebook(paper_id: str, profile: str) -> Path:
-    """The executed copy of the paper's notebook, kept beside its results."""
-    return results_dir() / profile / paper_id / "notebook.ipynb"
 
 
 def package_sha256(package: Path = REPO_ROOT / "kdrepro") -> str:
@@ -71,81 +61,17 @@ def is_done(paper_id: str, profile: str) -> bool:
     return executed_notebook(paper_id, profile).exists() and done_marker(done_record(paper_id, profile)).exists()
 
 
-class PaperFailed(Exception):
-    """A paper's run did not publish its results; the message says why and what to do."""
-
-
-@contextmanager
-def results_lock(paper_id: str, profile: str) -> Iterator[None]:
-    """Held while one process writes a paper's results, so that two runs of a paper never share its staging
-    folder (`locks.held`: released when its process ends, however it ends, so a killed run never blocks the next).
-    A second run is refused at once, with the owner's pid."""
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(held(results_dir() / profile / f".{paper_id}.lock", wait=False))
-        except Locked as error:
-            raise PaperFailed(f"{paper_id} is already running ({error.holder}) on profile {profile!r}; wait for it "
-                              "to finish, or stop it and rerun") from None
-        yield
-
-
-@contextmanager
-def kernel_folder(paper_id: str, profile: str) -> Iterator[Path]:
-    """An empty folder beside the paper's results for its kernel's connection file and sockets, removed when the
-    run ends; what a killed run left there is removed by the paper's next run (under its lock)."""
-    folder = results_dir() / profile / f".{paper_id}.kernel"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def local_kernel(folder: Path):
-    """Kernel configuration: the connection file in `folder`, and Unix sockets there rather than unencrypted TCP
-    ports (the kernel warns about those on every start), unless `folder`'s path is too long for a socket's."""
-    from traitlets.config import Config
-
-    manager = {"connection_file": str(folder / "kernel.json")}
-    sockets = folder / "ipc"  # the kernel's five sockets are ipc-1 to ipc-5
-    if len(os.fsencode(f"{sockets}-5")) <= MAX_SOCKET_PATH:
-        manager.update(transport="ipc", ip=str(sockets))
-    return Config({"KernelManager": manager})
-
-
-def inode(folder: Path) -> int | None:
-    """The folder's inode number (None when missing): publishing swaps in a new folder, so a new number shows that
-    a run published, even over committed results."""
-    try:
-        return folder.stat().st_ino
-    except FileNotFoundError:
-        return None
-
-
 def run_paper(paper_id: str, profile: str) -> None:
-    """Execute the paper's notebook headless with papermill, keep the executed copy beside its results, and mark
-    the paper done. Raises PaperFailed when the notebook fails, publishes nothing, or runs elsewhere already."""
-    import papermill
-
-    paper = experiments.paper(paper_id)
+    """Execute the paper's notebook headless in this process (`render`) and mark the paper done. Raises
+    PaperFailed when the notebook fails, publishes nothing, or runs elsewhere already."""
     record = done_record(paper_id, profile)  # taken before the run: what ran, even if a file changes meanwhile
-    partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
-    done = executed_notebook(paper_id, profile)
-    with results_lock(paper_id, profile), kernel_folder(paper_id, profile) as kernel, profile_variable(profile):
-        previous_results = inode(done.parent)
-        try:
-            papermill.execute_notebook(notebooks_dir() / paper.notebook, partial, parameters={"profile": profile},
-                                       kernel_name="python3", progress_bar=False, log_output=False,
-                                       stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir(),
-                                       config=local_kernel(kernel))
-        except papermill.PapermillExecutionError as error:
-            raise PaperFailed(f"{paper.notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
-                              f"the executed notebook, error included, is {partial}") from None
-        if inode(done.parent) in (None, previous_results):
-            raise PaperFailed(f"{paper.notebook} finished without publishing results to {done.parent}")
-        os.replace(partial, done)
-        atomic_write_text(done_marker(record), json.dumps(record, indent=1))
+    with profile_variable(profile):
+        render(paper_id, profile, experiments.paper(paper_id).notebook)
+    mark_done(record)
+
+
+def mark_done(record: dict[str, str]) -> None:
+    atomic_write_text(done_marker(record), json.dumps(record, indent=1))
 
 
 def last_wall_seconds(paper_id: str, profile: str) -> float:
@@ -155,18 +81,25 @@ def last_wall_seconds(paper_id: str, profile: str) -> float:
 
 
 def paper_command(paper_id: str, profile: str) -> list[str]:
-    return [sys.executable, "-m", "kdrepro", "run", paper_id, "--profile", profile]
+    """`render` in a process of its own, which imports little (no torch) and so starts fast."""
+    return [sys.executable, "-m", "kdrepro.render", paper_id, profile, experiments.paper(paper_id).notebook]
 
 
 def run_in_parallel(paper_ids: list[str], profile: str, jobs: int) -> list[str]:
     """Run the papers `jobs` at a time, each in its own process with cores / jobs threads: small networks use
-    two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper.
-    Returns the papers that failed; the others finish regardless. A Ctrl-C or SIGTERM stops them all."""
+    two single-threaded processes better than one two-threaded one. Each output line is prefixed with its paper;
+    each paper that publishes is marked done. Returns the papers that failed; the others finish regardless. A
+    Ctrl-C or SIGTERM stops them all."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    environment = thread_environment(threads)
-    return run_processes({paper_id: Command(paper_command(paper_id, profile), environment,
-                                            f"{experiments.paper(paper_id).notebook} on profile {profile!r}, "
-                                            f"{threads} thread(s)") for paper_id in paper_ids}, jobs)
+    environment = {**thread_environment(threads), PROFILE_VARIABLE: profile}
+    records = {paper_id: done_record(paper_id, profile) for paper_id in paper_ids}  # what ran, taken before
+    failed = run_processes({paper_id: Command(paper_command(paper_id, profile), environment,
+                                              f"{experiments.paper(paper_id).notebook} on profile {profile!r}, "
+                                              f"{threads} thread(s)") for paper_id in paper_ids}, jobs)
+    for paper_id in paper_ids:
+        if paper_id not in failed:
+            mark_done(records[paper_id])
+    return failed
 
 
 def run_in_turn(paper_ids: list[str], profile: str) -> list[str]:

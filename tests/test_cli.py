@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kdrepro import cli, experiments
+from kdrepro import cli, experiments, render
 from kdrepro.cache import Cache
 from kdrepro.plan import plan, state
 from kdrepro.results import publish_directory
@@ -217,7 +217,16 @@ def test_parallel_reproduce_runs_papers_at_once_prefixes_their_output_and_report
     first_done = next(i for i, line in enumerate(lines) if "| done in" in line or "| FAILED" in line)
     assert sum("| started" in line for line in lines[:first_done]) == 2            # two ran at once
     assert cli.executed_notebook("dml", "smoke").exists()                           # the others still finished
+    assert cli.is_done("dml", "smoke") and not cli.is_done("fsp", "smoke")          # marked done when published
     assert any("claims reproduced; summary in" in line for line in lines)
+
+
+def test_a_notebook_process_of_a_parallel_reproduce_imports_no_torch():
+    # it only runs papermill; torch, pandas and scipy would cost it seconds that the notebook's kernel pays again
+    command = cli.paper_command("hinton_kd", "smoke")
+    assert command[1:3] == ["-m", "kdrepro.render"]
+    check = "import sys, kdrepro.render; print(sorted({'torch', 'pandas', 'scipy'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout == "[]\n"
 
 
 def test_jobs_must_be_positive():
@@ -247,7 +256,7 @@ def test_a_command_that_names_nothing_valid_stops_before_writing_anything(isolat
 def test_a_paper_running_elsewhere_is_named_with_its_pid_and_left_alone(isolated, monkeypatch, capsys):
     calls = []
     fake_papermill(monkeypatch, calls)
-    with cli.results_lock("rkd", "smoke"):  # another run's lock: a second open file, as another process has
+    with render.results_lock("rkd", "smoke"):  # another run's lock: a second open file, as another process has
         with pytest.raises(SystemExit, match=f"error: rkd is already running \\(pid {os.getpid()} on .*\\) on profile"):
             cli.main(["run", "rkd", "--profile", "smoke"])
         with pytest.raises(SystemExit, match="error: rkd failed"):
@@ -277,11 +286,11 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(isolated, monkeypatch)
 
 
 def test_the_kernel_talks_over_sockets_in_the_run_folder_unless_its_path_is_too_long(tmp_path):
-    short = cli.local_kernel(tmp_path / ".rkd.kernel")["KernelManager"]
+    short = render.local_kernel(tmp_path / ".rkd.kernel")["KernelManager"]
     assert short == {"connection_file": str(tmp_path / ".rkd.kernel" / "kernel.json"), "transport": "ipc",
                      "ip": str(tmp_path / ".rkd.kernel" / "ipc")}
     deep = Path("/") / ("d" * 90) / ".rkd.kernel"                  # 110 bytes to ipc-5: beyond macOS's 103
-    assert cli.local_kernel(deep)["KernelManager"] == {"connection_file": str(deep / "kernel.json")}  # TCP
+    assert render.local_kernel(deep)["KernelManager"] == {"connection_file": str(deep / "kernel.json")}  # TCP
 
 
 def test_reproduce_trains_the_papers_runs_before_it_renders_their_notebooks(tiny_fashion_mnist, monkeypatch):
