@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -209,8 +210,9 @@ class Grammar:
         return ([particle] if self._chance(said) else []) + words
 
 
+@lru_cache(maxsize=4)   # one draw per process: 08 and 09 read the same task (a second or two each time)
 def generate(seed: int, train_size: int, val_size: int, test_size: int, references: int = 4) -> TranslationData:
-    """The generated task (module docstring): identical for a given seed."""
+    """The generated task (module docstring): identical for a given seed. Callers share it: never modify it."""
     if min(train_size, val_size, test_size) < 1 or references < 1:
         raise ValueError("every split needs at least one sentence and every source at least one reference")
     grammar = Grammar(np.random.default_rng(seed))
