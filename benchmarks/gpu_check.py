@@ -39,7 +39,7 @@ from kdrepro import experiments  # noqa: E402
 from kdrepro.arms import Arm  # noqa: E402
 from kdrepro.data import Data, Split  # noqa: E402
 from kdrepro.experiment import Experiment, Run, profile_variable  # noqa: E402
-from kdrepro.measures import TeacherMeasure  # noqa: E402
+from kdrepro.measures import Ensemble, TeacherMeasure  # noqa: E402
 from kdrepro.models import build  # noqa: E402
 from kdrepro.objectives.response import ResponseKD  # noqa: E402
 from kdrepro.plan import datasets, has_runs  # noqa: E402
@@ -114,9 +114,13 @@ def brief(arm: Arm) -> Arm:
 
 
 def brief_run(run: Run) -> Run:
-    """The run of the brief arm; a measure that compares with a teacher compares with the brief teacher."""
-    measure = replace(run.measure, teacher=brief(run.measure.teacher)) if isinstance(run.measure, TeacherMeasure) \
-        else run.measure
+    """The run of the brief arm; a measure that reads other arms (a teacher, an ensemble's members) reads them
+    brief."""
+    measure = run.measure
+    if isinstance(measure, TeacherMeasure):
+        measure = replace(measure, teacher=brief(measure.teacher))
+    elif isinstance(measure, Ensemble):
+        measure = replace(measure, others=tuple(brief(other) for other in measure.others))
     return replace(run, arm=brief(run.arm), measure=measure)
 
 

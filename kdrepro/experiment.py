@@ -21,7 +21,7 @@ from kdrepro.arms import Arm, spec_key, train_arm
 from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import AnyClaim, Verdict, claims_section, judge_all, mark_diverged, with_diverged
 from kdrepro.data import Data
-from kdrepro.measures import Measure, TeacherMeasure
+from kdrepro.measures import PARTS, Measure, ReadsArms
 from kdrepro.paths import results_dir
 from kdrepro.results import atomic_write_text, markdown_table, provenance, publish_directory
 from kdrepro.speed import for_device
@@ -194,17 +194,21 @@ class Experiment:
 
     def run(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
         """One arm at its seed: `measure(trained model, data)`, from the cache when this arm has been measured so
-        before, recorded as the arm's row. The measure is a spec too, so it is part of the key."""
+        before, recorded as the arm's row; the reading's parts, if any (a cohort's peers), as rows of their own,
+        "<arm>_<suffix>". The measure is a spec too, so it is part of the key."""
         name, key = self.keys.record(arm, data, measure)
         result = self.cache.record(name, key, lambda: self._measured(arm, data, measure))
-        self.record(arm.name, arm.seed, result)
+        self.record(arm.name, arm.seed, {metric: value for metric, value in result.items() if metric != PARTS})
+        for suffix, reading in result.get(PARTS, {}).items():
+            self.record(f"{arm.name}_{suffix}", arm.seed, reading)
         return result
 
     def _measured(self, arm: Arm, data: Data, measure: Measure) -> dict[str, Any]:
-        """`measure` of the arm's trained model; a `TeacherMeasure` gets its teacher arm's model at the arm's seed."""
+        """`measure` of the arm's trained model, on the seed's draw; a measure that `ReadsArms` gets their models at
+        the arm's seed too."""
         model, drawn = self.train(arm, data), data.for_seed(arm.seed)
-        if isinstance(measure, TeacherMeasure):
-            return measure(model, drawn, self.train(measure.teacher.at(arm.seed), data))
+        if isinstance(measure, ReadsArms):
+            return measure(model, drawn, *[self.train(other.at(arm.seed), data) for other in measure.reads()])
         return measure(model, drawn)
 
     def run_arms(self, arms: list[Arm], data: Data, measure: Measure) -> None:
@@ -222,6 +226,10 @@ class Experiment:
     def record(self, arm: str, seed: int, metrics: dict[str, Any]) -> None:
         """Add (or replace, when a cell runs again) the row of one arm at one seed."""
         self._rows[(arm, seed)] = {"arm": arm, "seed": seed, **metrics}
+
+    def annotate(self, arm: str, seed: int, columns: dict[str, Any]) -> None:
+        """Add columns to the recorded row of one arm at one seed (e.g. what its training history says)."""
+        self._rows[(arm, seed)].update(columns)
 
     @property
     def runs(self) -> pd.DataFrame:

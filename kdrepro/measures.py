@@ -17,6 +17,7 @@ from kdrepro.arms import Arm
 from kdrepro.data import Data, Split
 from kdrepro.losses.feature import attention_transfer_loss
 from kdrepro.models import count_multiply_adds, count_parameters
+from kdrepro.schemes import Cohort
 from kdrepro.seeds import generator
 from kdrepro.taps import forward_with_features
 from kdrepro.train import classification_metrics, evaluate, predict_logits
@@ -32,14 +33,42 @@ class Measure:
         return self
 
 
-class TeacherMeasure(Measure):
-    """A measure that compares the model with a teacher: its field `teacher` is that teacher's arm, which the
-    experiment trains (or reads from its cache) at the run's seed and passes in as `teacher`."""
+class ReadsArms(Measure):
+    """A measure that reads other arms' trained models too: `reads()` names those arms, which the experiment trains
+    (or reads from its cache) at the run's seed and passes in, in that order, after the run's own model."""
+
+    def reads(self) -> tuple[Arm, ...]:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module, data: Data, *others: nn.Module) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TeacherMeasure(ReadsArms):
+    """A measure that compares the model with a teacher: its field `teacher` is that teacher's arm."""
 
     teacher: Arm
 
+    def reads(self) -> tuple[Arm, ...]:
+        return (self.teacher,)
+
     def __call__(self, model: nn.Module, data: Data, teacher: nn.Module) -> dict[str, Any]:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Ensemble(ReadsArms):
+    """`measure` of the ensemble of the run's model and the models of `others` at the run's seed (`schemes.Cohort`:
+    the average of their softmax outputs), as Furlanello et al. 2018 ensemble BAN's generations (BANE)."""
+
+    others: tuple[Arm, ...]
+    measure: Measure
+
+    def reads(self) -> tuple[Arm, ...]:
+        return self.others
+
+    def __call__(self, model: nn.Module, data: Data, *others: nn.Module) -> dict[str, Any]:
+        return self.measure(Cohort([*others, model]), data)
 
 
 @dataclass(frozen=True)
@@ -149,25 +178,15 @@ class TrainingError(Measure):
 
 # --- Deep Mutual Learning: a cohort's peers, and the width of a minimum ------------------------------------------
 
-@dataclass(frozen=True)
-class Peer(Measure):
-    """`measure` of the k-th peer (from 1) of a trained `schemes.Cohort`, evaluated on its own."""
-
-    k: int
-    measure: Measure
-
-    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
-        return self.measure(model.peers[self.k - 1], data)
-
-    def at(self, seed: int) -> Measure:
-        return replace(self, measure=self.measure.at(seed))
+PARTS = "parts"   # a reading's rows of its own, {suffix: reading}: `Experiment.run` records them as "<arm>_<suffix>"
 
 
 @dataclass(frozen=True)
 class PeerMean(Measure):
-    """`measure` of every peer of a trained `schemes.Cohort`, each fraction it reads (an error, a loss rise: the
-    float readings; counts and lists are left out) averaged over the peers, and the test error of the cohort's
-    ensemble (the average of its peers' softmax outputs) as "ensemble_test_error"."""
+    """`measure` of every peer of a trained `schemes.Cohort`: each fraction it reads (an error, a loss rise: the
+    float readings; counts and lists are left out) averaged over the peers, the test error of the cohort's
+    ensemble (the average of its peers' softmax outputs) as "ensemble_test_error", and each peer's own reading as
+    a part, k from 1 (its row, "<cohort>_<k>"): one measurement of each peer serves both."""
 
     measure: Measure
 
@@ -175,7 +194,8 @@ class PeerMean(Measure):
         each = [self.measure(peer, data) for peer in model.peers]
         mean = {name: sum(reading[name] for reading in each) / len(each) for name, value in each[0].items()
                 if isinstance(value, float)}
-        return {**mean, "ensemble_test_error": evaluate(model, data.test)["error"]}
+        return {**mean, "ensemble_test_error": evaluate(model, data.test)["error"],
+                PARTS: {str(k): reading for k, reading in enumerate(each, start=1)}}
 
     def at(self, seed: int) -> Measure:
         return replace(self, measure=self.measure.at(seed))

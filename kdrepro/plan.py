@@ -21,7 +21,7 @@ from kdrepro.cache import Cache
 from kdrepro.data import Data
 from kdrepro.experiment import CacheKeys, Run
 from kdrepro.locks import holder
-from kdrepro.measures import TeacherMeasure
+from kdrepro.measures import ReadsArms
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,10 @@ def entries(paper_id: str, profile: str, device: str, cache: Cache) -> list[Entr
 
 
 def needed_arms(run: Run) -> list[Arm]:
-    """The arms whose models a run needs, each after its teachers: a `TeacherMeasure`'s teacher, and the run's."""
-    measured = [run.arm] if not isinstance(run.measure, TeacherMeasure) else [run.measure.teacher.at(run.arm.seed),
-                                                                              run.arm]
+    """The arms whose models a run needs, each after its teachers: those its measure `ReadsArms` (a teacher, an
+    ensemble's other members), and the run's."""
+    read = run.measure.reads() if isinstance(run.measure, ReadsArms) else ()
+    measured = [other.at(run.arm.seed) for other in read] + [run.arm]
     return [arm for last in measured for arm in trained_before(last) + [last]]
 
 

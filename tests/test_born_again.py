@@ -15,9 +15,10 @@ from kdrepro.claims import Fits
 from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import born_again
-from kdrepro.measures import Classification, TrainingError
+from kdrepro.measures import Classification, Ensemble, TrainingError
 from kdrepro.objectives.response import BornAgain, ConfidenceWeighted, DarkKnowledgePermuted
 from kdrepro.objectives.task import LabelSmoothing
+from kdrepro.plan import needed_arms
 from kdrepro.report import build_summary
 from kdrepro.schemes import Cohort
 
@@ -37,7 +38,8 @@ def tiny_paper_profile(monkeypatch, data_dir, isolated):
 def run_every_arm(exp: Experiment, data: Data) -> None:
     arms, measure = born_again.arms(exp.protocol), born_again.measure(exp.protocol)
     exp.run_arms(list(arms.values()), data, measure)
-    born_again.run_ensemble(exp, "bane", [arms[f"ban_{k}"] for k in (1, 2, 3)], data, measure)
+    bane, bane_measure = born_again.ensemble(exp.protocol)
+    exp.run_arms([bane], data, bane_measure)
 
 
 def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, isolated):
@@ -115,3 +117,22 @@ def test_the_ensemble_of_generations_is_read_as_one_model():
     right = torch.nn.Flatten()  # the one bright pixel, logit 1: its own class, less sure
     assert TrainingError()(Cohort([right, right]), data)["test_error"] == 0.0
     assert TrainingError()(Cohort([sure_of_0, right]), data)["test_error"] == pytest.approx(2 / 3)
+
+
+def test_an_ensemble_measure_reads_the_other_members_first_and_the_runs_model_last():
+    x = torch.eye(3).reshape(3, 1, 1, 3)
+    split = Split(x, torch.tensor([0, 1, 2]))
+    data = Data("toy", split, split, split, tuple("abc"))
+    first, last = torch.nn.Flatten(), torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    reading = Ensemble((born_again.arms(born_again.PROFILES["cpu"])["ban_1"],), TrainingError())(last, data, first)
+    assert reading == TrainingError()(Cohort([first, last]), data)
+
+
+def test_bane_is_listed_at_every_seed_and_needs_every_generation_of_its_seed():
+    p = born_again.PROFILES["cpu"]
+    bane_runs = [run for run in born_again.runs(p) if run.arm.name == "bane"]
+    assert [run.arm.seed for run in bane_runs] == list(p.seeds)
+    needed = needed_arms(bane_runs[-1])
+    assert {arm.seed for arm in needed} == {p.seeds[-1]}
+    assert {arm.name for arm in needed} == {"teacher", "ban_1", "ban_2", "bane"}  # bane: generation 3's model
+    assert needed[-1].key() == born_again.arms(p)["ban_3"].at(p.seeds[-1]).key()
