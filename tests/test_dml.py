@@ -14,7 +14,7 @@ from kdrepro.arms import Net
 from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import dml
-from kdrepro.measures import Classification, Peer, PeerMean, TrainingError, WeightNoise, loss_under_weight_noise
+from kdrepro.measures import PARTS, Classification, PeerMean, TrainingError, WeightNoise, loss_under_weight_noise
 from kdrepro.models import build, count_parameters, mlp
 from kdrepro.objectives.task import LabelSmoothing
 from kdrepro.report import build_summary
@@ -22,9 +22,8 @@ from kdrepro.schemes import Cohort, CohortNet
 
 TINY_A = {"family": "resnet", "depth": 8, "channels": (4, 4, 8, 8)}
 TINY_B = {"family": "wide_resnet", "depth": 10, "widen": 1, "base": 4}
-EVERY_ARM = {"independent_a", "independent_b", "label_smoothing_a", "dml_aa", "dml_aa_1", "dml_aa_2", "dml_ab",
-             "dml_ab_1", "dml_ab_2",
-             "dml_aaa", "dml_aaa_1", "dml_aaa_2", "dml_aaa_3"}
+EVERY_ARM = {"independent_a", "independent_b", "label_smoothing_a", "dml_aa", "dml_ab", "dml_aaa"}
+EVERY_ROW = EVERY_ARM | {"dml_aa_1", "dml_aa_2", "dml_ab_1", "dml_ab_2", "dml_aaa_1", "dml_aaa_2", "dml_aaa_3"}
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
     assert exp.protocol.recipe.augments  # crops and flips, as the paper trains
     dml.run_arms(exp, dml.arms(exp.protocol), data, dml.measures(exp.protocol))
     runs = exp.runs
-    assert set(runs["arm"]) == EVERY_ARM and set(runs.groupby("arm")["seed"].count()) == {2}
+    assert set(runs["arm"]) == EVERY_ROW and set(runs.groupby("arm")["seed"].count()) == {2}
     assert runs["test_error"].between(0, 1).all()
     pair = runs[runs["arm"].isin(["dml_aa_1", "dml_aa_2"])].groupby("seed")["test_error"].mean()
     assert pair.tolist() == pytest.approx(runs[runs["arm"] == "dml_aa"].sort_values("seed")["test_error"].tolist())
@@ -70,13 +69,14 @@ def test_paper_profile_runs_every_arm_and_publishes_results(tiny_paper_profile, 
 def test_a_cohort_trains_once_and_its_learning_curves_come_back_from_the_cache(tiny_paper_profile, isolated):
     first = Experiment(dml, "paper")
     data = dml.load(first.protocol).to(first.device)
-    arms = {name: arm for name, arm in dml.arms(first.protocol).items() if name.startswith("dml_aa_")}
+    arms = {"dml_aa": dml.arms(first.protocol)["dml_aa"]}
     dml.run_arms(first, arms, data, dml.measures(first.protocol))
     assert len(list((isolated / "cache" / "models").iterdir())) == 2  # one cohort, at each of two seeds
-    history = first.histories(arms["dml_aa_1"].at(0), data)[0]
+    assert len(list((isolated / "cache" / "runs").glob("dml-*"))) == 2  # measured once: the mean and each peer
+    history = first.histories(arms["dml_aa"].at(0), data)[0]
     assert set(history.terms) == {"ce_1", "kl_1", "ce_2", "kl_2"}
     second = Experiment(dml, "paper")
-    assert second.histories(arms["dml_aa_1"].at(0), data) == [history]
+    assert second.histories(arms["dml_aa"].at(0), data) == [history]
     dml.run_arms(second, arms, data, dml.measures(second.protocol))
     pd.testing.assert_frame_equal(second.runs, first.runs)
     row = second.runs.query("arm == 'dml_aa_2' and seed == 0").iloc[0]
@@ -98,15 +98,14 @@ def test_a_peer_and_its_lone_self_start_from_the_same_weights():
                                                  mixed.parameters()))
 
 
-def test_a_cohorts_arms_are_one_model_read_as_the_mean_and_as_each_peer():
+def test_a_cohort_is_one_arm_read_as_the_mean_and_as_each_peer():
     p = dml.PROFILES["cpu"]
     arms, measures = dml.arms(p), dml.measures(p)
-    assert arms["dml_aaa"].key() == arms["dml_aaa_1"].key() == arms["dml_aaa_3"].key()
     assert arms["dml_ab"].net == CohortNet((Net(p.network_a, "a"), Net(p.network_b, "b")))
     assert arms["dml_aaa"].net.peers[2] == Net(p.network_a, "a#3")
     probe = WeightNoise(p.noise_sigmas, p.noise_sigma, p.noise_draws, p.noise_images)
-    assert measures["dml_aa_2"] == Peer(2, probe) and measures["dml_aa"] == PeerMean(probe)
-    assert measures["dml_ab_1"] == Peer(1, TrainingError()) and measures["independent_a"] == probe
+    assert measures["dml_aa"] == PeerMean(probe) and measures["dml_ab"] == PeerMean(TrainingError())
+    assert measures["independent_a"] == probe
 
 
 def test_the_larger_network_is_larger_and_the_control_is_network_a_alone_on_smoothed_labels():
@@ -123,8 +122,8 @@ def test_the_larger_network_is_larger_and_the_control_is_network_a_alone_on_smoo
 def test_every_claim_names_arms_the_notebook_runs():
     arms = set(dml.arms(dml.PROFILES["cpu"]))
     assert arms == EVERY_ARM and set(dml.measures(dml.PROFILES["cpu"])) == arms
-    assert set(dml.arm_descriptions(dml.PROFILES["cpu"])) <= arms
-    assert all(c.better in arms and c.worse in arms for c in dml.CLAIMS)
+    assert set(dml.arm_descriptions(dml.PROFILES["cpu"])) <= EVERY_ROW
+    assert all(c.better in EVERY_ROW and c.worse in EVERY_ROW for c in dml.CLAIMS)
 
 
 # --- the measures ---------------------------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ def test_weight_noise_is_drawn_from_the_runs_seed():
     same = [loss_under_weight_noise(model, split, 0.3, draws=1, seed=seed) for seed in (1, 1, 2)]
     assert same[0] == same[1] != same[2]
     probe = WeightNoise((0.1, 0.3), 0.3, draws=1, images=40)
-    assert probe.at(2) == replace(probe, seed=2) and Peer(1, probe).at(2) == Peer(1, probe.at(2))
+    assert probe.at(2) == replace(probe, seed=2)
     assert PeerMean(probe).at(2) == PeerMean(probe.at(2)) and Classification().at(2) == Classification()
     reading = probe.at(2)(model, toy_data())
     assert reading["noise_loss_rise"] == reading["noise_loss_rises"][1] == pytest.approx(same[2])
@@ -165,13 +164,13 @@ def test_weight_noise_reads_one_of_its_sigmas():
         WeightNoise((0.01, 0.02), 0.03, draws=1, images=10)
 
 
-def test_a_peer_is_read_on_its_own_and_the_mean_over_peers_with_the_ensemble():
+def test_each_peer_is_read_on_its_own_and_the_mean_over_peers_with_the_ensemble():
     first, second = small_net(0), small_net(1)
     data = toy_data()
     cohort = Cohort([first, second])
     readings = [Classification()(peer, data) for peer in (first, second)]
-    assert Peer(2, Classification())(cohort, data) == readings[1]
     mean = PeerMean(Classification())(cohort, data)
+    assert mean.pop(PARTS) == {"1": readings[0], "2": readings[1]}
     ensemble = (torch.softmax(first(data.test.x), 1) + torch.softmax(second(data.test.x), 1)).argmax(1)
     assert mean == pytest.approx({"test_error": (readings[0]["test_error"] + readings[1]["test_error"]) / 2,
                                   "val_error": (readings[0]["val_error"] + readings[1]["val_error"]) / 2,
