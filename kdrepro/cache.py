@@ -29,7 +29,7 @@ from kdrepro.results import atomic_write_bytes, atomic_write_text
 # data) and present results; the code that trains and measures lives in the package's other modules.
 NOT_COMPUTATION = ("cli.py", "report.py", "overview.py", "display.py", "results.py", "paths.py", "__main__.py",
                    "plots.py", "tables.py", "experiment.py", "experiments/", "locks.py", "plan.py", "work.py",
-                   "cluster.py", "compare.py", "claims.py", "pilot.py")
+                   "cluster.py", "compare.py", "claims.py", "pilot.py", "render.py")
 
 
 def computes_results(relative_path: str) -> bool:

@@ -108,4 +108,4 @@ if __name__ == "__main__":
     except PaperFailed as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(130) from None   # SIGINT's exit status, as shells report it: the parent says what to do

@@ -165,6 +165,7 @@ def test_rewording_a_departure_or_recolouring_a_figure_keeps_every_key(package_c
     edit(package_copy / "experiments" / "hinton_kd.py", 'color="grey"', 'color="black"')
     edit(package_copy / "overview.py", "import", "import os  # an unused line\nimport")
     edit(package_copy / "claims.py", "MAX_SEEDS = 1000", "MAX_SEEDS = 2000")   # verdicts are judged at render
+    edit(package_copy / "render.py", "MAX_SOCKET_PATH = 103", "MAX_SOCKET_PATH = 107")
     assert package_fingerprint(package_copy) == before
 
 
