@@ -24,9 +24,10 @@ from kdrepro.locks import held
 from kdrepro.paths import REPO_ROOT, cache_dir
 from kdrepro.results import atomic_write_bytes, atomic_write_text
 
-# What cannot change a trained model or a metric: presentation (tables, figures, the report, the command line),
-# the verdicts and the pilot's sizing (judged from the records, never cached), where files live, and the paper modules, which only declare arms and measures (specs that key their entries as
-# data) and present results; the code that trains and measures lives in the package's other modules.
+# What cannot change a trained model or a metric: presentation (tables, figures, the report, the command line,
+# the notebooks' execution), the verdicts and the pilot's sizing (judged from the records, never cached), where
+# files live, and the paper modules, which only declare arms and measures (specs that key their entries as data)
+# and present results; the code that trains and measures lives in the package's other modules.
 NOT_COMPUTATION = ("cli.py", "report.py", "overview.py", "display.py", "results.py", "paths.py", "__main__.py",
                    "plots.py", "tables.py", "experiment.py", "experiments/", "locks.py", "plan.py", "work.py",
                    "cluster.py", "compare.py", "claims.py", "pilot.py", "render.py")
