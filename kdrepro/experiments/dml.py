@@ -16,7 +16,7 @@ from kdrepro.arms import Arm, Net
 from kdrepro.claims import Claim, Fits
 from kdrepro.data import Data, load_data
 from kdrepro.experiment import Experiment, Run
-from kdrepro.measures import Measure, PeerMean, TrainingError, WeightNoise
+from kdrepro.measures import PARTS, Measure, PeerMean, TrainingError, WeightNoise
 from kdrepro.objectives.response import MutualLearning
 from kdrepro.objectives.task import CrossEntropy, LabelSmoothing
 from kdrepro.paper import Comparison, Paper
@@ -152,9 +152,9 @@ def run_arms(exp: Experiment, arms: dict[str, Arm], data: Data, measures: dict[s
         print(arm.describe())
     for seed in exp.protocol.seeds:
         for name, arm in arms.items():
-            exp.run(arm.at(seed), data, measures[name].at(seed))
+            result = exp.run(arm.at(seed), data, measures[name].at(seed))
             history = exp.histories(arm.at(seed), data)[0]
-            for row in [name] + [f"{name}_{k}" for k in range(1, len(COHORTS.get(name, ())) + 1)]:
+            for row in [name] + [f"{name}_{k}" for k in result.get(PARTS, {})]:   # a cohort's peers: its parts
                 exp.annotate(row, seed, history_columns(row, history))
 
 
