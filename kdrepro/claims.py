@@ -368,7 +368,7 @@ def seeds_needed(sd: float, effect: float, alike: bool = False) -> int | None:
     target = EQUIVALENCE_POWER if alike else POWER
 
     def reaches(n: int) -> bool:
-        return n >= 2 and power(effect, sd, n) >= target
+        return power(effect, sd, n) >= target   # n >= 2: the bisection below never tries n = 1
 
     if not reaches(MAX_SEEDS):
         return None
