@@ -78,11 +78,21 @@ def inode(folder: Path) -> int | None:
         return None
 
 
+def import_papermill():
+    """papermill, without the optional rfc3987_syntax: nbformat's validator imports jsonschema, which imports that
+    package when it is installed (JupyterLab's dependencies install it), and it builds an IRI grammar for 1.2 s on
+    import, most of a render process's start-up; no notebook schema checks IRIs. A None entry in sys.modules makes
+    its import fail, and jsonschema goes on without it."""
+    sys.modules.setdefault("rfc3987_syntax", None)
+    import papermill
+    return papermill
+
+
 def render(paper_id: str, profile: str, notebook: str) -> None:
     """Execute `notebook` (a file name in notebooks/) headless for `profile` and keep the executed copy beside the
     paper's results. Raises PaperFailed when the notebook fails, publishes nothing, or runs elsewhere already.
     The kernel reads its profile from $KDREPRO_PROFILE, which the caller sets."""
-    import papermill
+    papermill = import_papermill()
 
     partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
     done = executed_notebook(paper_id, profile)

@@ -229,6 +229,12 @@ def test_a_notebook_process_of_a_parallel_reproduce_imports_no_torch():
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout == "[]\n"
 
 
+def test_a_render_process_imports_papermill_without_the_grammar_that_took_most_of_its_start_up():
+    check = ("import sys, kdrepro.render; kdrepro.render.import_papermill(); import nbformat.validator; "
+             "import jsonschema; print(sys.modules['rfc3987_syntax'], jsonschema.validate({}, {'type': 'object'}))")
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout == "None None\n"
+
+
 def test_jobs_must_be_positive():
     with pytest.raises(SystemExit, match="--jobs must be at least 1, got 0"):
         cli.main(["reproduce", "--profile", "smoke", "--jobs", "0"])
