@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -312,3 +314,9 @@ def test_a_verdict_on_its_threshold_says_so():
     assert verdict.gain_upper_bound == pytest.approx(0.009045, abs=1e-6) and verdict.verdict == NOT_REPRODUCED
     assert "on a threshold: the upper bound is within 25% of the SESOI" in verdict.notes
     assert not any("threshold" in note for note in judge(CLAIM, runs_of(kd=[0.1] * 3, student=[0.2] * 3)).notes)
+
+
+def test_judging_claims_imports_no_scipy_stats():
+    # every notebook's kernel judges its claims: scipy.stats and scipy.optimize would cost each one 0.8 s to import
+    check = "import sys, kdrepro.claims; print(sorted({'scipy.stats', 'scipy.optimize'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True).stdout == "[]\n"
