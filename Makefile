@@ -18,13 +18,15 @@ reproduce: env data ## train $(PROFILE)'s runs ($(JOBS) workers), run every note
 # Test files run $(JOBS) at a time (pytest-xdist), each file's tests, and each notebook's cells, in one process.
 # The notebooks run as `make reproduce` runs them: `work` first trains every run their plan lists, into a cache of
 # their own; a model or record the notebooks add after it is a run the plan does not list, and fails the test.
+# The notebooks' kernels compute with one thread each (tests/conftest.py shares the cores out for the unit tests):
+# two kernels of a thread per core each would oversubscribe the cores, which slows them many times over.
 SMOKE_CACHE := .cache/smoke-test
 test: env data ## unit tests, then every notebook under nbval on the smoke profile
 	$(PYTHON) -m pytest -n $(JOBS) --dist loadfile tests
 	rm -rf $(SMOKE_CACHE)
 	KDREPRO_CACHE=$(SMOKE_CACHE) $(PYTHON) -m kdrepro work --profile smoke --workers $(JOBS)
 	ls $(SMOKE_CACHE)/models $(SMOKE_CACHE)/runs > $(SMOKE_CACHE)/listed.txt
-	KDREPRO_CACHE=$(SMOKE_CACHE) KDREPRO_PROFILE=smoke $(PYTHON) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	KDREPRO_CACHE=$(SMOKE_CACHE) KDREPRO_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PYTHON) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 	ls $(SMOKE_CACHE)/models $(SMOKE_CACHE)/runs | diff $(SMOKE_CACHE)/listed.txt - || \
 		{ echo "the notebooks trained or measured runs that 'python -m kdrepro plan --profile smoke' does not list"; exit 1; }
 

@@ -3,6 +3,7 @@
 import copy
 import gzip
 import hashlib
+import os
 import pickle
 import shutil
 import struct
@@ -12,6 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from kdrepro.processes import thread_environment
+
+# pytest-xdist starts a worker process per core, and torch would start a thread per core in each: the cores are
+# oversubscribed and OpenMP's waiting threads slow every test many times over (BAN's paper-profile test: 12 s alone,
+# 174 s beside another worker). Each worker, and every process its tests start, gets its share of the cores.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    WORKER_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.update(thread_environment(WORKER_THREADS))
+    torch.set_num_threads(WORKER_THREADS)
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:

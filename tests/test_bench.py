@@ -24,7 +24,9 @@ import conventional  # noqa: E402
 
 OFFICIAL, VAL, TRAIN, BATCH, EPOCHS = 120, 20, 64, 16, 2  # 4 steps an epoch, 8 in all
 SEED, LR, TEMPERATURE, HARD_WEIGHT = 3, 0.05, 4.0, 0.1
-TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}  # the two normalise in different float order: last-digit differences
+# the two normalise in different float order, and eight SGD steps carry that on: up to 4e-5 relative measured (one
+# thread); a real difference (normalisation constants, teacher, batch order) is 2.7e-2 relative or more
+TOLERANCE = {"rtol": 1e-3, "atol": 1e-6}
 
 
 @pytest.fixture
