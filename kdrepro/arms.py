@@ -202,7 +202,8 @@ def train_arm(arm: Arm, model: nn.Module, data: Data, teacher: nn.Module | None)
         recipe = view.recipe(arm.recipe, len(data.train), len(train))
         stage_recipe = for_epochs(recipe if stage.recipe is None else stage.recipe,
                                   round(stage.epochs * recipe.epochs / arm.recipe.epochs))
-        offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=stage_recipe.augments)
+        offline = None if teacher is None else Teacher(teacher, data.train.x, rows, augmented=stage_recipe.augments,
+                                                       train=train)
         histories.append(fit(model, stage.objective, train, stage_recipe, seed=stream,
                              teacher=offline, val=data.val if stage_recipe.validation_curve else None,
                              name=f"{arm.name} seed {arm.seed}" + (f" stage {i + 1}" if i else "")))

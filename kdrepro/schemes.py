@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor, nn
 
-from kdrepro.data import Batch, Data
+from kdrepro.data import Batch, Data, Split
 from kdrepro.losses.response import ensemble_logits
 from kdrepro.taps import feature_shapes, forward_with_features
 from kdrepro.train import predict_logits
@@ -40,13 +40,17 @@ class Teacher:
     Decided here, once, for every method: when the inputs never change between epochs (no augmentation), the
     teacher's outputs (and the features a method reads) for the whole training split are computed once and
     indexed by the batch's rows; otherwise the frozen module is called on every (augmented) batch. `rows` maps
-    the student's training split (a subset, a transfer set) back to rows of the full split `train_x`.
+    the student's training split (a subset, a transfer set) back to rows of the full split `train_x`. A
+    translation teacher reads the targets too: given the student's split `train`, its teacher-forced outputs on
+    them are kept alike (`forced_outputs`).
     """
 
-    def __init__(self, model: nn.Module, train_x: Tensor, rows: Tensor | None = None, augmented: bool = False):
+    def __init__(self, model: nn.Module, train_x: Tensor, rows: Tensor | None = None, augmented: bool = False,
+                 train: Split | None = None):
         self.model = freeze(model)
-        self._train_x, self._rows, self.augmented = train_x, rows, augmented
+        self._train_x, self._rows, self.augmented, self._train = train_x, rows, augmented, train
         self._outputs: Tensor | None = None
+        self._forced: Tensor | None = None   # empty: decided to compute them for each batch
         self._features: dict[tuple[str, ...], tuple[Tensor, dict[str, Tensor]] | None] = {}
 
     def outputs(self, batch: Batch) -> Tensor:
@@ -76,6 +80,25 @@ class Teacher:
         rows = self._rows_of(batch)
         return output[rows], {name: feature[rows] for name, feature in features.items()}
 
+    @torch.no_grad()
+    def forced_outputs(self, batch: Batch) -> Tensor:
+        """A translation teacher's teacher-forced logits (B, T, V) on the batch's targets, T the batch's width: read
+        from those on the student's whole training split, computed once (its targets never change between epochs),
+        unless no split was given or they would take more than FEATURES_KEPT_BYTES (then computed for the batch).
+        The encoder packs each source and the decoder reads only the prefix, so the padding a row is computed with
+        changes none of its real positions."""
+        if self._forced is None:   # decided at the first batch
+            self._forced = forced_logits(self.model, self._train) if self._forced_fit() else torch.empty(0)
+        if not len(self._forced):
+            return self.model(batch.x, batch.y)
+        return self._forced[batch.index, :batch.y.shape[1]]
+
+    def _forced_fit(self) -> bool:
+        if self._train is None or self.augmented:
+            return False
+        vocabulary = self.model(self._train.x[:1], self._train.y[:1]).shape[-1]
+        return self._train.y.numel() * vocabulary * 4 <= FEATURES_KEPT_BYTES
+
     def _rows_of(self, batch: Batch) -> Tensor:
         """The batch's rows in the full training split."""
         return batch.index if self._rows is None else self._rows.to(batch.index.device)[batch.index]
@@ -85,8 +108,9 @@ class Teacher:
         return len(self._train_x) * sum(math.prod(shape) for shape in shapes.values()) * 4 <= FEATURES_KEPT_BYTES
 
 
-# the most memory a teacher's features over the training split may keep (float32): the `cpu` profiles' take 25 to
-# 50 MB; the paper profiles augment their inputs, so their teachers compute features for each batch anyway
+# the most memory a teacher's features (or a translation teacher's outputs) over the training split may keep
+# (float32): the `cpu` profiles' take 25 to 50 MB; the paper profiles augment their images, and a corpus's outputs
+# over a 50,000-word vocabulary would take terabytes, so their teachers compute them for each batch anyway
 FEATURES_KEPT_BYTES = 2 ** 30
 
 
@@ -96,6 +120,13 @@ def split_features(model: nn.Module, x: Tensor, names: tuple[str, ...], chunk: i
     passes = [forward_with_features(model, x[start: start + chunk], names) for start in range(0, len(x), chunk)]
     return (torch.cat([output for output, _ in passes]),
             {name: torch.cat([features[name] for _, features in passes]) for name in names})
+
+
+def forced_logits(model: nn.Module, split: Split, chunk: int = 128) -> Tensor:
+    """A translation model's teacher-forced logits on every (source, target) row of the split, in chunks,
+    concatenated (B, T, V), T the split's width."""
+    return torch.cat([model(split.x[start: start + chunk], split.y[start: start + chunk])
+                      for start in range(0, len(split), chunk)])
 
 
 # --- online: a cohort of peers that teach each other (Zhang et al. 2018, Deep Mutual Learning) -------------------

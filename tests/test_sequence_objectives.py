@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from kdrepro.data import Batch
+from kdrepro import schemes
+from kdrepro.data import Batch, Split
 from kdrepro.losses.sequence import generalized_jsd_loss
 from kdrepro.objectives import Context
 from kdrepro.objectives.sequence import OnPolicyKD, WordKD
 from kdrepro.objectives.task import SequenceNLL
 from kdrepro.schemes import Teacher
 from kdrepro.seeds import generator
-from kdrepro.seq2seq import EOS, PAD, Seq2Seq, sample
+from kdrepro.seq2seq import EOS, PAD, Seq2Seq, sample, trim
 
 STUDENT = [0.1, 0.6, 0.3]   # p(. | prefix, x) at the one real position, over a vocabulary of three
 TEACHER = [0.1, 0.2, 0.7]   # q(. | prefix, x)
@@ -124,6 +125,35 @@ def test_on_policy_trains_the_student_and_never_the_teacher():
     OnPolicyKD(beta=1.0, max_len=4).terms(student, SOURCES, context)["gkd"].backward()
     assert all(p.grad is not None for p in student.out.parameters()) and student.training
     assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
+
+
+def test_the_teachers_outputs_on_the_fixed_targets_are_computed_once_and_read_at_the_batchs_rows(monkeypatch):
+    teacher = tiny_translator(1, hidden=12)
+    # the student's split: four sentences padded to the widest; the batch holds its rows 3 and 1
+    split = Split(torch.tensor([[4, 5, 6], [6, 4, PAD], [5, PAD, PAD], [4, 4, PAD]]),
+                  torch.tensor([[4, EOS, PAD, PAD], [5, 4, 3, EOS], [EOS, PAD, PAD, PAD], [3, EOS, PAD, PAD]]))
+    batch = trim(Batch(split.x[[3, 1]], split.y[[3, 1]], torch.tensor([3, 1])))   # trimmed to 3 target columns
+    expected = teacher.eval()(batch.x, batch.y)
+    passes, forced_logits = [], schemes.forced_logits
+    monkeypatch.setattr(schemes, "forced_logits", lambda *args: passes.append(args) or forced_logits(*args))
+    kept = Teacher(teacher, split.x, train=split)
+    for _ in range(2):
+        torch.testing.assert_close(kept.forced_outputs(batch), expected)
+    assert len(passes) == 1 and len(passes[0][1]) == 4                # one pass, over the whole split
+    monkeypatch.setattr(schemes, "FEATURES_KEPT_BYTES", 4 * 4 * 6 * 4 - 1)   # 4 rows x 4 columns x 6 words, float32
+    for too_large_or_no_split in (Teacher(teacher, split.x, train=split), Teacher(teacher, split.x)):
+        torch.testing.assert_close(too_large_or_no_split.forced_outputs(batch), expected)
+    assert len(passes) == 1                                              # both computed for the batch alone
+
+
+def test_word_kd_reads_the_kept_outputs_as_it_would_compute_them():
+    student, teacher = tiny_translator(0), tiny_translator(1, hidden=12)
+    split = Split(SOURCES.x, SOURCES.y)
+    kept = WordKD(0.5).terms(student, SOURCES, Context(teacher=Teacher(teacher, split.x, train=split)))
+    per_batch = WordKD(0.5).terms(student, SOURCES, Context(teacher=Teacher(teacher, split.x)))
+    assert kept.keys() == per_batch.keys() == {"nll", "word_kd"}
+    for term in kept:
+        assert kept[term].item() == pytest.approx(per_batch[term].item(), rel=1e-6)
 
 
 def test_the_mixed_objective_samples_about_lambda_of_the_batches():

@@ -3,8 +3,9 @@
 Sequence-level KD (Kim & Rush 2016, section 3.2) is no objective of its own: it is the task's `SequenceNLL` on the
 teacher's translations, a data view (`kdrepro.translation_task.SeqKDTargets`). What is here reads the teacher's
 distributions while the student trains. An objective of this kind gets the batch (sources `x`, the arm's targets
-`y`, whichever view chose them) and the frozen teacher module as `context.require_teacher(self).model`, which it
-may run teacher-forced on any targets, the batch's or the student's own.
+`y`, whichever view chose them) and the frozen teacher, `context.require_teacher(self)`: its module (`.model`) runs
+teacher-forced on any targets, the student's own samples; its outputs on the batch's targets are kept
+(`.forced_outputs`).
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ class WordKD(Objective):
         check_hinton_weights(self.temperature, self.hard_weight)  # fail when declared, not at the first step
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
-        teacher = context.require_teacher(self).model
         batch = trim(batch)
-        with torch.no_grad():
-            teacher_logits = teacher(batch.x, batch.y)
+        teacher_logits = context.require_teacher(self).forced_outputs(batch)
         logits = model(batch.x, batch.y)
         terms = {}
         if self.hard_weight > 0:
@@ -77,12 +76,14 @@ class OnPolicyKD(Objective):
             raise ValueError(f"temperature={self.temperature} must be positive and max_len={self.max_len} at least 1")
 
     def terms(self, model: nn.Module, batch: Batch, context: Context) -> dict[str, Tensor]:
-        teacher = context.require_teacher(self).model
+        teacher = context.require_teacher(self)
         batch = trim(batch)
-        outputs = sample(model, batch.x, self.max_len, self.temperature, context.generator) \
-            if self.samples(context.generator) else batch.y
-        with torch.no_grad():
-            teacher_logits = teacher(batch.x, outputs)
+        if self.samples(context.generator):
+            outputs = sample(model, batch.x, self.max_len, self.temperature, context.generator)
+            with torch.no_grad():
+                teacher_logits = teacher.model(batch.x, outputs)
+        else:   # the fixed targets: the teacher's outputs on them are kept (`Teacher.forced_outputs`)
+            outputs, teacher_logits = batch.y, teacher.forced_outputs(batch)
         return {"gkd": generalized_jsd_loss(model(batch.x, outputs), teacher_logits, outputs, self.beta)}
 
     def samples(self, generator: torch.Generator) -> bool:
