@@ -138,15 +138,17 @@ def shift_column(logits: Tensor, column: int, amount: float) -> Tensor:
 @dataclass(frozen=True)
 class AttentionDistance(TeacherMeasure):
     """`Classification` with multiply-adds, plus how far the model's attention maps lie from its teacher's on the
-    test set: the paper's distance || Q_S/||Q_S|| - Q_T/||Q_T|| ||_2 (Zagoruyko & Komodakis 2017, eq. 2, p = 2),
-    averaged over images and the (student, teacher) module pairs `layers`: 0 for the same maps, at most 2."""
+    test set (its first `images` images; None: all of it): the paper's distance || Q_S/||Q_S|| - Q_T/||Q_T|| ||_2
+    (Zagoruyko & Komodakis 2017, eq. 2, p = 2), averaged over images and the (student, teacher) module pairs
+    `layers`: 0 for the same maps, at most 2."""
 
     layers: tuple[tuple[str, str], ...]
     teacher: Arm
+    images: int | None = None
 
     def __call__(self, model: nn.Module, data: Data, teacher: nn.Module) -> dict[str, Any]:
         return {**Classification(multiply_adds=True)(model, data),
-                "attention_distance": attention_distance(model, teacher, data.test.x, self.layers)}
+                "attention_distance": attention_distance(model, teacher, data.test.x[:self.images], self.layers)}
 
 
 @torch.no_grad()

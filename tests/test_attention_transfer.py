@@ -11,6 +11,8 @@ import torch
 from tiny_profiles import use_tiny_cifar_profile
 from torch import nn
 
+from kdrepro import measures
+from kdrepro.data import Data, Split
 from kdrepro.experiment import Experiment
 from kdrepro.experiments import attention_transfer as at
 from kdrepro.experiments import vision
@@ -75,6 +77,19 @@ def test_the_attention_distance_is_the_per_image_l2_distance_of_normalised_maps(
     assert attention_distance(student, teacher, x, (("f", "f"),)) == pytest.approx(math.sqrt(2))
     louder = nn.Sequential(OrderedDict(f=Louder()))            # normalised maps: blind to the activations' scale
     assert attention_distance(student, louder, x, (("f", "f"),)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_attention_distance_averages_over_the_first_images_of_the_test_set_the_profile_names(monkeypatch):
+    seen = []
+    monkeypatch.setattr(measures, "Classification", lambda **settings: lambda model, data: {})
+    monkeypatch.setattr(measures, "attention_distance", lambda model, teacher, x, layers: seen.append(x) or 0.5)
+    test = Split(torch.arange(10.0)[:, None], torch.zeros(10, dtype=torch.long))
+    data = Data("d", test, test, test, classes=("a",))
+    for images, expected in ((3, [0.0, 1.0, 2.0]), (None, list(range(10)))):
+        reading = AttentionDistance((("f", "f"),), at.arms(at.PROFILES["smoke"])["teacher"], images)(None, data, None)
+        assert reading == {"attention_distance": 0.5} and seen.pop()[:, 0].tolist() == expected
+    cpu = at.PROFILES["cpu"]
+    assert {run.measure.images for run in at.runs(cpu) if isinstance(run.measure, AttentionDistance)} == {1000}
 
 
 def test_the_arms_are_table_1s_columns_with_the_papers_weights():
