@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from kdrepro.arms import Arm
 from kdrepro.data import Data, Split
 from kdrepro.losses.feature import attention_transfer_loss
+from kdrepro.losses.response import ensemble_logits
 from kdrepro.models import count_multiply_adds, count_parameters
 from kdrepro.schemes import Cohort
 from kdrepro.seeds import generator
@@ -78,8 +79,10 @@ class Classification(Measure):
 
     multiply_adds: bool = False
 
-    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
-        test = evaluate(model, data.test)
+    def __call__(self, model: nn.Module, data: Data, test_logits: Tensor | None = None) -> dict[str, Any]:
+        """`test_logits`: the model's logits on the test set when the caller has them already (`PeerMean`)."""
+        test = evaluate(model, data.test) if test_logits is None else classification_metrics(test_logits,
+                                                                                             data.test.y)
         result = {"test_error": test["error"], "test_errors": test["errors"],
                   "val_error": evaluate(model, data.val)["error"] if len(data.val) else float("nan"),
                   "parameters": count_parameters(model)}
@@ -174,8 +177,8 @@ class TrainingError(Measure):
     """`Classification`, plus the error on the training split ("train_error"): where a teacher errs on its own
     training images, a student of its outputs alone learns the error (Furlanello et al. 2018)."""
 
-    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
-        return {**Classification()(model, data), "train_error": evaluate(model, data.train)["error"]}
+    def __call__(self, model: nn.Module, data: Data, test_logits: Tensor | None = None) -> dict[str, Any]:
+        return {**Classification()(model, data, test_logits), "train_error": evaluate(model, data.train)["error"]}
 
 
 # --- Deep Mutual Learning: a cohort's peers, and the width of a minimum ------------------------------------------
@@ -188,15 +191,17 @@ class PeerMean(Measure):
     """`measure` of every peer of a trained `schemes.Cohort`: each fraction it reads (an error, a loss rise: the
     float readings; counts and lists are left out) averaged over the peers, the test error of the cohort's
     ensemble (the average of its peers' softmax outputs) as "ensemble_test_error", and each peer's own reading as
-    a part, k from 1 (its row, "<cohort>_<k>"): one measurement of each peer serves both."""
+    a part, k from 1 (its row, "<cohort>_<k>"): one measurement of each peer, and one pass of it over the test
+    set, serve both (the measure takes the peer's test logits: `Classification` and the measures built on it)."""
 
-    measure: Measure
+    measure: Classification | TrainingError | WeightNoise
 
     def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
-        each = [self.measure(peer, data) for peer in model.peers]
+        logits = [predict_logits(peer, data.test.x) for peer in model.peers]
+        each = [self.measure(peer, data, test_logits) for peer, test_logits in zip(model.peers, logits)]
         mean = {name: sum(reading[name] for reading in each) / len(each) for name, value in each[0].items()
                 if isinstance(value, float)}
-        return {**mean, "ensemble_test_error": evaluate(model, data.test)["error"],
+        return {**mean, "ensemble_test_error": classification_metrics(ensemble_logits(logits), data.test.y)["error"],
                 PARTS: {str(k): reading for k, reading in enumerate(each, start=1)}}
 
     def at(self, seed: int) -> Measure:
@@ -221,10 +226,10 @@ class WeightNoise(Measure):
         if self.sigma not in self.sigmas:
             raise ValueError(f"WeightNoise(sigma={self.sigma}) must be one of sigmas={self.sigmas}")
 
-    def __call__(self, model: nn.Module, data: Data) -> dict[str, Any]:
+    def __call__(self, model: nn.Module, data: Data, test_logits: Tensor | None = None) -> dict[str, Any]:
         images = data.train.subset(torch.arange(min(self.images, len(data.train)), device=data.train.y.device))
         rises = [loss_under_weight_noise(model, images, sigma, self.draws, self.seed) for sigma in self.sigmas]
-        return {**TrainingError()(model, data), "noise_loss_rise": rises[self.sigmas.index(self.sigma)],
+        return {**TrainingError()(model, data, test_logits), "noise_loss_rise": rises[self.sigmas.index(self.sigma)],
                 "noise_loss_rises": rises}
 
     def at(self, seed: int) -> Measure:
