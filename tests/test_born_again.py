@@ -93,8 +93,9 @@ def test_every_claim_names_arms_the_notebook_runs():
 def test_every_claim_needs_a_teacher_that_fits_its_training_set_and_the_cpu_teacher_can():
     assert all(claim.preconditions == (Fits("teacher"),) for claim in born_again.CLAIMS)
     p = born_again.PROFILES["cpu"]
-    # the paper's regime on a budget: a small training set and enough epochs to memorise it
-    assert p.train_size <= 1000 and p.recipe.epochs >= 30
+    # the paper's regime on a budget: a small training set and enough epochs to memorise it (the pilot's teachers
+    # fit 1,000 images in 25 epochs)
+    assert p.train_size <= 1000 and p.recipe.epochs >= 25
 
 
 def test_training_error_adds_the_error_on_the_training_split():
