@@ -18,7 +18,7 @@ from kdrepro import experiments
 from kdrepro.cache import Cache, key_digest
 from kdrepro.claims import REPRODUCED
 from kdrepro.compare import print_differences
-from kdrepro.data import DatasetNotFoundError
+from kdrepro.data import DatasetNotFoundError, data_root
 from kdrepro.experiment import PROFILE_VARIABLE, device_name, profile_variable
 from kdrepro.paths import REPO_ROOT, cache_dir, notebooks_dir, results_dir
 from kdrepro.pilot import PILOT_SEEDS, pilot
@@ -149,7 +149,7 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
         failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)
     else:
         failed = run_in_turn(todo, profile)
-    summary = build_summary(profile)
+    summary = build_summary(profile, judged=[paper_id for paper_id in paper_ids if paper_id not in failed])
     counts = claim_counts(profile)
     wall = time.perf_counter() - started
     if todo and not failed:
@@ -166,10 +166,26 @@ def pending_runs(paper_ids: list[str], profile: str) -> tuple[int, int]:
     records = set()
     for paper_id in paper_ids:
         try:
-            records |= {entry.record for entry in plan([paper_id], profile, torch.device(device_name("auto")).type)}
+            records |= set(listed_records(paper_id, profile))
         except DatasetNotFoundError:
             continue
     return sum(not record.exists() for record in records), len(records)
+
+
+def listed_records(paper_id: str, profile: str) -> list[Path]:
+    """The cache records of the paper's listed runs on this machine's device. `plan` locates them once per
+    package, profile, device and data folder (it loads the paper's datasets for their keys: about half a second
+    a paper, most of a warm reproduce's start), and the list is kept in the cache for the next time. It only
+    decides whether `reproduce` starts workers: the workers and the notebooks locate every run themselves."""
+    device = torch.device(device_name("auto")).type
+    listing = {"paper": paper_id, "profile": profile, "device": device, "data": str(data_root()),
+               "package_sha256": package_sha256()}
+    path = cache_dir() / "listed" / f"{paper_id}-{profile}-{key_digest(listing)}.json"
+    if path.exists():
+        return [cache_dir() / name for name in json.loads(path.read_text())]
+    records = [entry.record for entry in plan([paper_id], profile, device)]
+    atomic_write_text(path, json.dumps([record.relative_to(cache_dir()).as_posix() for record in records]))
+    return records
 
 
 def record_reproduce(profile: str, paper_ids: list[str], jobs: int, wall: float, since: float, cold: bool) -> None:

@@ -91,7 +91,9 @@ def import_papermill():
 def render(paper_id: str, profile: str, notebook: str) -> None:
     """Execute `notebook` (a file name in notebooks/) headless for `profile` and keep the executed copy beside the
     paper's results. Raises PaperFailed when the notebook fails, publishes nothing, or runs elsewhere already.
-    The kernel reads its profile from $KDREPRO_PROFILE, which the caller sets."""
+    The kernel reads its profile from $KDREPRO_PROFILE, which the caller sets. Once the last cell has run the
+    kernel is stopped at once: the notebook has published its results by then (atomically, in a cell), and a
+    graceful shutdown waits about a second and a half per notebook for the kernel to exit."""
     papermill = import_papermill()
 
     partial = results_dir() / profile / f".{paper_id}.partial.ipynb"
@@ -102,7 +104,7 @@ def render(paper_id: str, profile: str, notebook: str) -> None:
             papermill.execute_notebook(notebooks_dir() / notebook, partial, parameters={"profile": profile},
                                        kernel_name="python3", progress_bar=False, log_output=False,
                                        stdout_file=sys.stdout, stderr_file=sys.stderr, cwd=notebooks_dir(),
-                                       config=local_kernel(kernel))
+                                       config=local_kernel(kernel), shutdown_kernel="immediate")
         except papermill.PapermillExecutionError as error:
             raise PaperFailed(f"{notebook} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
                               f"the executed notebook, error included, is {partial}") from None

@@ -2,7 +2,8 @@
 
 `build_summary` first judges each paper's CLAIMS again from its runs.csv (nothing is trained): claims.json, the
 diverged flags in runs.csv and table.csv, and the claims section of the paper's results README are rewritten, so a
-change to the rules of a verdict reaches the committed results by `make report`. Then it writes the profile's
+change to the rules of a verdict reaches the committed results by `make report` (`reproduce` skips the papers
+whose notebooks have just judged them, or did with this package). Then it writes the profile's
 summary and its forest plot; for the default profile it also regenerates two blocks of the top-level README.md,
 each between marker comments: the verdict counts, the forest plot and every claim's verdict; and every paper's
 departures in one place.
@@ -15,6 +16,7 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -314,15 +316,18 @@ def summary_text(profile: str) -> str:
     return "\n".join(lines + [""] + sections)
 
 
-def build_summary(profile: str) -> Path:
-    """Judge every paper's runs again, then write the profile's summary and its forest plot; for the default
-    profile the README's two blocks too (when the README beside the results exists). Returns the summary's path."""
+def build_summary(profile: str, judged: Collection[str] = ()) -> Path:
+    """Judge every paper's runs again but those `judged` (whose notebooks judged them with this checkout's claims:
+    `reproduce` passes the papers it ran or found done), then write the profile's summary and its forest plot;
+    for the default profile the README's two blocks too (when the README beside the results exists). Returns the
+    summary's path."""
     readme = readme_path()
     check_readme = profile == DEFAULT_PROFILE and readme.exists()
     if check_readme:
         replace_block(replace_block(readme.read_text(), "summary", ""), "departures", "")  # no markers: stop first
     for paper_id in experiments.PAPERS:
-        rejudge(profile, paper_id)
+        if paper_id not in judged:
+            rejudge(profile, paper_id)
     write_figure(overview_path(profile), overview.plot_forest(overview.all_verdicts(profile)))
     path = summary_path(profile)
     atomic_write_text(path, summary_text(profile))

@@ -334,3 +334,42 @@ def test_a_reproduce_records_its_time_and_each_papers_runs_and_render_seconds(is
     assert record["papers"] == {"fsp": {"runs_seconds": 4.2, "render_seconds": 12.5},
                                 "dml": {"runs_seconds": 0.0, "render_seconds": None}}
     assert record["cold"] and not record["every_paper"] and record["wall_seconds"] == 99.0 and record["jobs"] == 2
+
+
+def test_the_listed_runs_are_located_once_per_package_then_read_from_the_cache(tiny_fashion_mnist, monkeypatch):
+    monkeypatch.setenv("KDREPRO_DEVICE", "cpu")
+    located = []
+
+    def counted_plan(*args):
+        located.append(args)
+        return plan(*args)
+    monkeypatch.setattr(cli, "plan", counted_plan)
+    records = cli.listed_records("hinton_kd", "smoke")
+    assert records == [entry.record for entry in plan(["hinton_kd"], "smoke", "cpu")] and len(located) == 1
+    assert cli.listed_records("hinton_kd", "smoke") == records and len(located) == 1     # read from the cache
+    assert cli.pending_runs(["hinton_kd"], "smoke") == (len(set(records)), len(set(records)))
+    monkeypatch.setattr(cli, "package_sha256", lambda: "another package")
+    assert cli.listed_records("hinton_kd", "smoke") == records and len(located) == 2     # located again
+
+
+def test_a_reproduce_judges_again_only_the_papers_its_notebooks_did_not_judge(isolated, monkeypatch):
+    from kdrepro import report
+    judged_again = []
+    monkeypatch.setattr(report, "rejudge", lambda profile, paper_id: judged_again.append(paper_id))
+    fake_papermill(monkeypatch, [], raises={"fsp": execution_error()})
+    with pytest.raises(SystemExit, match="fsp failed"):
+        cli.main(["reproduce", "--profile", "smoke", "--papers", "hinton_kd,fsp"])
+    assert sorted(judged_again) == sorted(set(experiments.PAPERS) - {"hinton_kd"})
+
+
+def test_a_notebooks_kernel_is_stopped_at_once_when_its_last_cell_has_run(isolated, monkeypatch):
+    import papermill
+    asked = {}
+
+    def execute_notebook(source, output, parameters, **kwargs):
+        asked.update(kwargs)
+        output.write_text("{}")
+        publish_directory(output.parent / "fsp", lambda folder: None)
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    cli.main(["run", "fsp", "--profile", "smoke"])
+    assert asked["shutdown_kernel"] == "immediate"
