@@ -241,6 +241,19 @@ def decode(model: Seq2Seq, sources: Tensor, beam: int, max_len: int) -> int:
     return int((tokens != PAD).sum())
 
 
+# The same decoding on the machine of the first committed `cpu` results (AMD EPYC, 2 cores, 2 torch threads;
+# results/bench.md at commit 897f87f), whose cold `make reproduce` took 1,288 s: the models, sources and decoding
+# code are unchanged since, so the ratio says how this machine's speed compares with that one's.
+REFERENCE_SPEEDS = {"teacher 2x128": (103_550, 27_711), "student 1x48": (326_977, 85_800)}  # greedy, beam 5
+
+
+def against_reference(name: str, greedy_speed: float, beam_speed: float) -> str:
+    reference = REFERENCE_SPEEDS.get(name)
+    if reference is None:
+        return ""
+    return f"{greedy_speed / reference[0]:.2f}x / {beam_speed / reference[1]:.2f}x"
+
+
 def decoding_on(device: torch.device, data, protocol: seqkd.Protocol) -> list[dict[str, object]]:
     """Each model decoding greedily and with the profile's beam, in turn, REPEATS times; median speeds."""
     sources = data.corpus.sources(data.corpus.test).to(device)
@@ -255,7 +268,9 @@ def decoding_on(device: torch.device, data, protocol: seqkd.Protocol) -> list[di
         fast, slow = statistics.median(speeds[name, 1]), statistics.median(speeds[name, BEAM])
         rows.append({"device": device_name(device), "model": name, "parameters": f"{count_parameters(model):,}",
                      "greedy (tokens/s)": f"{fast:,.0f}", f"beam {BEAM} (tokens/s)": f"{slow:,.0f}",
-                     f"greedy / beam {BEAM}": f"{fast / slow:.1f}x"})
+                     f"greedy / beam {BEAM}": f"{fast / slow:.1f}x",
+                     "against the reference machine (greedy / beam)":
+                         against_reference(name, fast, slow) if device.type == "cpu" else ""})
     return rows
 
 
@@ -271,7 +286,9 @@ def decoding() -> Section:
     note = ("Untrained models of the profile's architectures and vocabularies, with the end of sentence forbidden so "
             f"that every output is {protocol.max_len} words (the profile's cap): the cost of a decoding step does not "
             "depend on the weights, only the number of steps does. Beam search counts the words of its best "
-            "hypothesis, as the notebook's speed column does.")
+            "hypothesis, as the notebook's speed column does. The last column divides this machine's speeds by "
+            "those of the machine of the first committed `cpu` results (AMD EPYC, 2 cores; results/bench.md at "
+            "commit 897f87f), whose cold `make reproduce` took 1,288 s: below 1, this machine is the slower.")
     return title, rows, note
 
 

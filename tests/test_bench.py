@@ -149,3 +149,8 @@ def test_decoding_speed_decodes_every_test_source_of_the_task_greedily_and_with_
     words = bench.decode(bench.seqkd_models(data, protocol, torch.device("cpu"))["student 1x16"],
                          data.corpus.sources(data.corpus.test), 1, protocol.max_len)
     assert words == len(data.corpus.test) * protocol.max_len   # EOS forbidden: every output is max_len words
+
+
+def test_a_decoding_speed_is_divided_by_the_reference_machines_for_the_cpu_profiles_models():
+    assert bench.against_reference("teacher 2x128", 51_775, 55_422) == "0.50x / 2.00x"  # 103,550 and 27,711 there
+    assert bench.against_reference("teacher 1x32", 1.0, 1.0) == ""   # a smoke model: no reference
