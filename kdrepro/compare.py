@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kdrepro.claims import metric
+
 
 def read_verdicts(folder: Path) -> dict[tuple[str, str], dict]:
     """Every claim published under `folder` (a profile's results), by (paper, statement)."""
@@ -28,8 +30,30 @@ def verdict_differences(ours: Path, theirs: Path) -> tuple[int, list[dict[str, o
             rows.append({"paper": paper, "claim": statement, "verdict": first.get("verdict", "absent"),
                          "other verdict": second.get("verdict", "absent"), "gain": first.get("gain"),
                          "other gain": second.get("gain"), "p adjusted": first.get("p_adjusted"),
-                         "other p adjusted": second.get("p_adjusted")})
+                         "other p adjusted": second.get("p_adjusted"), "judged": judged(first),
+                         "other judged": judged(second), "precondition failed": failed(first) or failed(second)})
     return len(a.keys() & b.keys()), rows
+
+
+def judged(claim: dict) -> str:
+    """How one run judged a claim: its verdict, the gain between its one-sided 95% bounds and the SESOI, in the
+    metric's points, the adjusted p, and each precondition that failed with its lead and the lead it needed."""
+    if not claim:
+        return "absent"
+    m = metric(claim.get("metric", ""))
+
+    def points(value: float | None, sign: str = "+") -> str:
+        return "n/a" if value is None else f"{value * m.scale:{sign}.{m.digits}f}"
+    p_adjusted = claim.get("p_adjusted")
+    text = (f"{claim['verdict']}: {points(claim.get('gain'))} [{points(claim.get('gain_lower_bound'))}, "
+            f"{points(claim.get('gain_upper_bound'))}] {m.points}, SESOI {points(claim.get('sesoi'), '')}, "
+            f"p adj {'n/a' if p_adjusted is None else f'{p_adjusted:.3g}'}")
+    return text + "".join(f"; failed: {p['precondition']} (lead {points(p['lead'])}, needed {points(p['needed'])})"
+                          for p in failed(claim))
+
+
+def failed(claim: dict) -> list[dict]:
+    return [p for p in claim.get("preconditions", []) if not p["passed"]]
 
 
 def print_differences(ours: Path, theirs: Path) -> None:
@@ -38,6 +62,7 @@ def print_differences(ours: Path, theirs: Path) -> None:
                          f"folders, e.g. /tmp/rerun/cpu)")
     both, rows = verdict_differences(ours, theirs)
     for row in rows:
-        print(f"{row['paper']}: {row['claim']}\n    {row['verdict']} (gain {row['gain']}, p adj {row['p adjusted']})"
-              f" -> {row['other verdict']} (gain {row['other gain']}, p adj {row['other p adjusted']})")
-    print(f"{len(rows)} verdict(s) differ; {both} claims published in both {ours} and {theirs}")
+        print(f"{row['paper']}: {row['claim']}\n    {row['judged']}\n -> {row['other judged']}")
+    unmet = sum(bool(row["precondition failed"]) for row in rows)
+    print(f"{len(rows)} verdict(s) differ ({unmet} of them where a precondition failed in one run); {both} claims "
+          f"published in both {ours} and {theirs}")
