@@ -22,7 +22,7 @@ from kdrepro.experiments import vision
 from kdrepro.experiments.fitnets import BENCHMARK_RECIPE
 from kdrepro.experiments.vision import Pair, describe
 from kdrepro.losses.feature import attention_map
-from kdrepro.measures import AttentionDistance, Classification
+from kdrepro.measures import AttentionDistance, Classification, Measure
 from kdrepro.objectives.feature import AttentionTransfer, AttentionTransferKD
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.paper import Comparison, Paper
@@ -113,11 +113,18 @@ def benchmark_arms(p: Protocol) -> list[tuple[Pair, tuple[tuple[str, str], ...],
         for pair, layers in p.benchmark]
 
 
+def pair_measures(p: Protocol, layers: tuple[tuple[str, str], ...], teacher: Arm) -> tuple[Measure, Measure]:
+    """What a pair's teacher is measured by (its error and cost), and each of its students (also the attention
+    distance to that seed's teacher)."""
+    return Classification(multiply_adds=True), AttentionDistance(layers, teacher, p.distance_images)
+
+
 def run_pair(exp: Experiment, arms: list[Arm], layers: tuple[tuple[str, str], ...], data: Data) -> None:
     """The teacher (the first arm), then every student with its attention distance to that seed's teacher."""
     teacher, *students = arms
-    exp.run_arms([teacher], data, Classification(multiply_adds=True))
-    exp.run_arms(students, data, AttentionDistance(layers, teacher, exp.protocol.distance_images))
+    teacher_measure, student_measure = pair_measures(exp.protocol, layers, teacher)
+    exp.run_arms([teacher], data, teacher_measure)
+    exp.run_arms(students, data, student_measure)
 
 
 def datasets(p: Protocol) -> dict[str, Data]:
@@ -129,8 +136,8 @@ def runs(p: Protocol) -> list[Run]:
     `python -m kdrepro plan` lists and `work` trains."""
     def pair_runs(arms: list[Arm], layers: tuple[tuple[str, str], ...], data: str) -> list[Run]:
         teacher, *students = arms
-        return (at_seeds([teacher], p.seeds, Classification(multiply_adds=True), data)
-                + at_seeds(students, p.seeds, AttentionDistance(layers, teacher, p.distance_images), data))
+        teacher_measure, student_measure = pair_measures(p, layers, teacher)
+        return at_seeds([teacher], p.seeds, teacher_measure, data) + at_seeds(students, p.seeds, student_measure, data)
 
     return pair_runs(list(arms(p).values()), p.layers, "main") + [
         run for pair, layers, pair_arms in benchmark_arms(p) for run in pair_runs(pair_arms, layers, pair.name)]
