@@ -522,11 +522,14 @@ def judge_all(claims: list[AnyClaim], runs: pd.DataFrame, evaluated: bool = True
 
 def qualifications(v: Verdict, verdict: str) -> list[str]:
     """What the verdict alone does not say: a reproduced effect smaller than the SESOI, and a verdict that sits on
-    one of its thresholds, which a rerun on other hardware may cross."""
+    one of its thresholds, which a rerun on other hardware may cross: an adjusted p near ALPHA (whatever the
+    verdict: an effect ruled out at p just above ALPHA is one rerun from reproduced), or an upper bound near the
+    SESOI."""
     notes = []
     if verdict == REPRODUCED and v.kind in ("beats", "recovers") and v.gain_upper_bound < v.sesoi:
         notes.append("the effect is smaller than the SESOI: the direction holds, the size does not")
-    if verdict in (REPRODUCED, INCONCLUSIVE) and ALPHA / NEAR_THRESHOLD <= v.p_adjusted <= ALPHA * NEAR_THRESHOLD:
+    if verdict in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE) and \
+            ALPHA / NEAR_THRESHOLD <= v.p_adjusted <= ALPHA * NEAR_THRESHOLD:
         notes.append(f"on a threshold: the adjusted p is within a factor {NEAR_THRESHOLD:g} of {ALPHA:g}")
     if verdict in (NOT_REPRODUCED, INCONCLUSIVE) and v.kind != "alike" and \
             abs(v.gain_upper_bound - v.sesoi) <= (NEAR_THRESHOLD - 1) * abs(v.sesoi):

@@ -316,6 +316,17 @@ def test_a_verdict_on_its_threshold_says_so():
     assert not any("threshold" in note for note in judge(CLAIM, runs_of(kd=[0.1] * 3, student=[0.2] * 3)).notes)
 
 
+def test_an_effect_ruled_out_at_a_p_just_above_alpha_is_on_a_threshold_too():
+    # gains 0.004 + (0, +-0.005, +-0.0035): sd 0.0043157, t = 0.004 / (0.0043157 / sqrt 5) = 2.0725, between
+    # t_0.9375 = 1.9357 and t_0.95 = 2.1318 (4 df), so p lies in 0.05 .. 0.0625; the upper bound 0.004 + 2.1318 x
+    # 0.0019300 = 0.008115 is below the SESOI 0.0102: not reproduced, one rerun from reproduced
+    gains = [0.004 + e for e in (0.0, 0.005, -0.005, 0.0035, -0.0035)]
+    verdict = judge(CLAIM, runs_of(kd=[s - g for s, g in zip(STUDENT, gains)], student=STUDENT))
+    assert verdict.verdict == NOT_REPRODUCED and 0.05 < verdict.p_adjusted < 0.0625
+    assert verdict.gain_upper_bound == pytest.approx(0.008115, abs=1e-6)
+    assert "on a threshold: the adjusted p is within a factor 1.25 of 0.05" in verdict.notes
+
+
 def test_judging_claims_imports_no_scipy_stats():
     # every notebook's kernel judges its claims: scipy.stats and scipy.optimize would cost each one 0.8 s to import
     check = "import sys, kdrepro.claims; print(sorted({'scipy.stats', 'scipy.optimize'} & set(sys.modules)))"
