@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdrepro.claims import metric
+from kdrepro.claims import metric, points
 
 
 def read_verdicts(folder: Path) -> dict[tuple[str, str], dict]:
@@ -28,10 +28,8 @@ def verdict_differences(ours: Path, theirs: Path) -> tuple[int, list[dict[str, o
         first, second = a.get((paper, statement), {}), b.get((paper, statement), {})
         if first.get("verdict") != second.get("verdict"):
             rows.append({"paper": paper, "claim": statement, "verdict": first.get("verdict", "absent"),
-                         "other verdict": second.get("verdict", "absent"), "gain": first.get("gain"),
-                         "other gain": second.get("gain"), "p adjusted": first.get("p_adjusted"),
-                         "other p adjusted": second.get("p_adjusted"), "judged": judged(first),
-                         "other judged": judged(second), "precondition failed": failed(first) or failed(second)})
+                         "other verdict": second.get("verdict", "absent"), "judged": judged(first),
+                         "other judged": judged(second), "precondition failed": bool(failed(first) or failed(second))})
     return len(a.keys() & b.keys()), rows
 
 
@@ -40,15 +38,15 @@ def judged(claim: dict) -> str:
     metric's points, the adjusted p, and each precondition that failed with its lead and the lead it needed."""
     if not claim:
         return "absent"
-    m = metric(claim.get("metric", ""))
+    name = claim.get("metric", "")
 
-    def points(value: float | None, sign: str = "+") -> str:
-        return "n/a" if value is None else f"{value * m.scale:{sign}.{m.digits}f}"
+    def shown(value: float | None, sign: bool = True) -> str:
+        return "n/a" if value is None else points(value, name, sign)
     p_adjusted = claim.get("p_adjusted")
-    text = (f"{claim['verdict']}: {points(claim.get('gain'))} [{points(claim.get('gain_lower_bound'))}, "
-            f"{points(claim.get('gain_upper_bound'))}] {m.points}, SESOI {points(claim.get('sesoi'), '')}, "
+    text = (f"{claim['verdict']}: {shown(claim.get('gain'))} [{shown(claim.get('gain_lower_bound'))}, "
+            f"{shown(claim.get('gain_upper_bound'))}] {metric(name).points}, SESOI {shown(claim.get('sesoi'), False)}, "
             f"p adj {'n/a' if p_adjusted is None else f'{p_adjusted:.3g}'}")
-    return text + "".join(f"; failed: {p['precondition']} (lead {points(p['lead'])}, needed {points(p['needed'])})"
+    return text + "".join(f"; failed: {p['precondition']} (lead {shown(p['lead'])}, needed {shown(p['needed'])})"
                           for p in failed(claim))
 
 
