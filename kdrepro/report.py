@@ -290,6 +290,19 @@ def updated_readme(text: str, profile: str) -> str:
     return replace_block(replace_block(text, "summary", summary_block(profile)), "departures", departures_block())
 
 
+def paper_time(profile: str, paper_id: str) -> str:
+    """What the paper's last run took. Its notebook's wall time includes the training only when the notebook
+    trained its runs itself; after a `make reproduce` that trained them in its workers (its record in
+    results/<profile>/reproduce.json names this very render), the workers' seconds come first."""
+    seconds = load_provenance(profile, paper_id)["wall_seconds"]
+    path = results_dir() / profile / "reproduce.json"
+    record = json.loads(path.read_text()) if path.exists() else {"papers": {}}
+    times = record["papers"].get(paper_id)
+    if times is None or not times["runs_seconds"] or times["render_seconds"] != seconds:
+        return f"{seconds:.0f} s"
+    return f"{times['runs_seconds']:.0f} s of training (workers) + {seconds:.0f} s notebook"
+
+
 def summary_text(profile: str) -> str:
     """The profile's summary: the counts, the forest plot, a line per paper, then each paper's tables."""
     figure = overview_path(profile).relative_to(summary_path(profile).parent).as_posix()
@@ -299,7 +312,7 @@ def summary_text(profile: str) -> str:
              "folder has the protocol, figures and provenance.", "",
              count_line(claim_counts(profile)) + (f" {fdr}" if fdr else ""), "",
              f"![{FIGURE_TITLE}]({figure})", "",
-             f"| paper | transferred | scheme | {' / '.join(VERDICTS)} | wall time |", "|---|---|---|---|---|"]
+             f"| paper | transferred | scheme | {' / '.join(VERDICTS)} | time |", "|---|---|---|---|---|"]
     sections = []
     for paper_id, paper in experiments.PAPERS.items():
         verdicts = load_verdicts(profile, paper_id)
@@ -307,10 +320,9 @@ def summary_text(profile: str) -> str:
         if verdicts is None:
             lines.append(f"| {paper.title} | {paper.transferred} | {paper.scheme} | {NOT_RUN} | |")
             continue
-        seconds = load_provenance(profile, paper_id)["wall_seconds"]
         link = folder.relative_to(summary_path(profile).parent).as_posix()
         lines.append(f"| [{paper.title}]({link}/README.md) | {paper.transferred} | {paper.scheme} | "
-                     f"{verdict_counts_cell(verdicts)} | {seconds:.0f} s |")
+                     f"{verdict_counts_cell(verdicts)} | {paper_time(profile, paper_id)} |")
         table = pd.read_csv(folder / "table.csv").fillna("").to_dict("records")
         sections += [f"## {paper.title}", "", markdown_table(table), markdown_table(verdict_rows(verdicts))]
     return "\n".join(lines + [""] + sections)

@@ -16,6 +16,7 @@ from kdrepro.report import (
     count_line,
     departures,
     fdr_line,
+    paper_time,
     rejudge,
     replace_block,
     replace_section,
@@ -45,6 +46,16 @@ def test_the_summary_counts_the_four_verdicts_and_links_each_paper(isolated):
     assert "**2 of 4 claims reproduced** (1 not reproduced, 0 inconclusive, 1 not testable here)." in text
     assert "(cpu/hinton_kd/README.md) | response | offline | 2 / 1 / 0 / 1 | 42 s |" in text
     assert "| kd | 10.00 ± 0.10 |" in text
+
+
+def test_a_papers_time_puts_the_workers_training_before_its_notebooks_own(isolated):
+    write_verdicts(isolated / "results" / "cpu" / "hinton_kd", [("a", "reproduced")])
+    reproduce = isolated / "results" / "cpu" / "reproduce.json"
+    assert paper_time("cpu", "hinton_kd") == "42 s"          # no reproduce: the notebook trained its runs itself
+    reproduce.write_text(json.dumps({"papers": {"hinton_kd": {"runs_seconds": 347.4, "render_seconds": 42.0}}}))
+    assert paper_time("cpu", "hinton_kd") == "347 s of training (workers) + 42 s notebook"
+    reproduce.write_text(json.dumps({"papers": {"hinton_kd": {"runs_seconds": 347.4, "render_seconds": 9.0}}}))
+    assert paper_time("cpu", "hinton_kd") == "42 s"          # the record is of another render
 
 
 def test_other_profiles_get_their_own_summary_and_missing_papers_say_not_run(isolated):
