@@ -208,7 +208,8 @@ def budgets() -> Section:
             "its wall time, and per paper the seconds its runs took in the workers (one torch thread each) and its "
             "notebook's render time. A notebook's cold time alone is estimated from them as two workers would "
             "share its runs. Machines of this kind differ by about 30%: a budget met with less headroom than that "
-            "may be missed on another.")
+            "may be missed on a slower one. The last section says how this machine's speed compares with that of "
+            "the machine of the first committed results.")
     return "Budgets of the `cpu` profile, on two cores", rows, note
 
 
