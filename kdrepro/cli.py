@@ -149,10 +149,13 @@ def reproduce(paper_ids: list[str], profile: str, force: bool, jobs: int = 1) ->
         failed = run_in_parallel(sorted(todo, key=lambda p: -last_wall_seconds(p, profile)), profile, jobs)
     else:
         failed = run_in_turn(todo, profile)
+    recorded = bool(todo) and not failed
+    if recorded:   # the summary reads each paper's seconds from the record; its final wall time comes after
+        record_reproduce(profile, todo, jobs, time.perf_counter() - started, since, cold=pending == listed)
     summary = build_summary(profile, judged=[paper_id for paper_id in paper_ids if paper_id not in failed])
     counts = claim_counts(profile)
     wall = time.perf_counter() - started
-    if todo and not failed:
+    if recorded:
         record_reproduce(profile, todo, jobs, wall, since, cold=pending == listed)
     print(f"reproduce: {wall:.0f} s; {counts[REPRODUCED]} of {sum(counts.values())} "
           f"claims reproduced; summary in {summary}")

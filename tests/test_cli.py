@@ -373,3 +373,17 @@ def test_a_notebooks_kernel_is_stopped_at_once_when_its_last_cell_has_run(isolat
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
     cli.main(["run", "fsp", "--profile", "smoke"])
     assert asked["shutdown_kernel"] == "immediate"
+
+
+def test_the_summary_reads_this_reproduces_record_whose_wall_time_then_includes_it(isolated, monkeypatch):
+    fake_papermill(monkeypatch, [])
+    record = isolated / "results" / "smoke" / "reproduce.json"
+    seen = []
+
+    def build_summary(profile, judged):
+        seen.append(json.loads(record.read_text()))
+        return record
+    monkeypatch.setattr(cli, "build_summary", build_summary)
+    cli.main(["reproduce", "--profile", "smoke", "--papers", "fsp"])
+    assert list(seen[0]["papers"]) == ["fsp"]
+    assert json.loads(record.read_text())["wall_seconds"] >= seen[0]["wall_seconds"]
