@@ -14,7 +14,6 @@ Everything is measured on the CPU, and again on the GPU when there is one.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from kdrepro.data import DEBIAN_FASHION_MNIST, Split
 from kdrepro.experiments import seqkd
 from kdrepro.models import build, count_parameters
 from kdrepro.paths import results_dir
+from kdrepro.report import load_reproduce_record
 from kdrepro.results import atomic_write_text, device_description, markdown_table
 from kdrepro.objectives.response import ResponseKD
 from kdrepro.schemes import Teacher
@@ -192,8 +192,7 @@ def warm_reproduce_seconds() -> float | None:
 
 
 def budgets() -> Section:
-    path = results_dir() / "cpu" / "reproduce.json"
-    record = json.loads(path.read_text()) if path.exists() else {"papers": {}, "cold": False, "every_paper": False}
+    record = load_reproduce_record("cpu")
     rows = []
     for paper in experiments.PAPERS.values():
         times = record["papers"].get(paper.id)

@@ -25,7 +25,7 @@ from kdrepro.pilot import PILOT_SEEDS, pilot
 from kdrepro.plan import has_runs, plan, print_plan
 from kdrepro.processes import Command, run_processes, thread_environment
 from kdrepro.render import PaperFailed, executed_notebook, render
-from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance
+from kdrepro.report import DEFAULT_PROFILE, build_summary, claim_counts, load_provenance, reproduce_record_path
 from kdrepro.results import atomic_write_text
 from kdrepro.work import seconds_by_paper, work_in_processes
 
@@ -201,7 +201,7 @@ def record_reproduce(profile: str, paper_ids: list[str], jobs: int, wall: float,
               for paper_id in paper_ids}
     record = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(wall, 1), "jobs": jobs,
               "cold": cold, "every_paper": sorted(paper_ids) == sorted(experiments.PAPERS), "papers": papers}
-    atomic_write_text(results_dir() / profile / "reproduce.json", json.dumps(record, indent=1))
+    atomic_write_text(reproduce_record_path(profile), json.dumps(record, indent=1))
 
 
 def parse_papers(text: str | None) -> list[str]:

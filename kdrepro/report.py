@@ -67,6 +67,17 @@ def readme_path() -> Path:
     return results_dir().parent / "README.md"
 
 
+def reproduce_record_path(profile: str) -> Path:
+    """results/<profile>/reproduce.json: what the last `make reproduce` took, whole and per paper (`cli`)."""
+    return results_dir() / profile / "reproduce.json"
+
+
+def load_reproduce_record(profile: str) -> dict:
+    """The last `make reproduce`'s record; without one, a record of no paper, neither cold nor complete."""
+    path = reproduce_record_path(profile)
+    return json.loads(path.read_text()) if path.exists() else {"papers": {}, "cold": False, "every_paper": False}
+
+
 def load_provenance(profile: str, paper_id: str) -> dict | None:
     """The paper's provenance record (wall time, threads, commit...) from its last run; None if never run."""
     path = results_dir() / profile / paper_id / "provenance.json"
@@ -295,9 +306,7 @@ def paper_time(profile: str, paper_id: str) -> str:
     trained its runs itself; after a `make reproduce` that trained them in its workers (its record in
     results/<profile>/reproduce.json names this very render), the workers' seconds come first."""
     seconds = load_provenance(profile, paper_id)["wall_seconds"]
-    path = results_dir() / profile / "reproduce.json"
-    record = json.loads(path.read_text()) if path.exists() else {"papers": {}}
-    times = record["papers"].get(paper_id)
+    times = load_reproduce_record(profile)["papers"].get(paper_id)
     if times is None or not times["runs_seconds"] or times["render_seconds"] != seconds:
         return f"{seconds:.0f} s"
     return f"{times['runs_seconds']:.0f} s of training (workers) + {seconds:.0f} s notebook"
